@@ -1,0 +1,79 @@
+"""The object model: a free-text ``desc`` plus exactly one geometry in norm1000 bins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from coordexp_parse.codec import MAX_BIN
+
+GeometryKind: TypeAlias = Literal["bbox_2d", "poly"]
+GEOMETRY_KINDS: tuple[GeometryKind, ...] = ("bbox_2d", "poly")
+
+
+class ObjectError(ValueError):
+    """An object violates the object contract; ``.reason`` is the drop-reason code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def geometry_problem(kind: str, coords: tuple[int, ...]) -> tuple[str, str] | None:
+    """Check one geometry; return ``(reason, message)`` for the first problem, else None.
+
+    Reasons are the drop-reason codes the rollout parser counts: ``unknown_geom``,
+    ``wrong_arity`` (bbox needs 4 values; poly needs an even count ≥ 6) and
+    ``bbox_invalid`` (a value outside 0..999, or x2 < x1 / y2 < y1). Polygons with values
+    out of range are ``bbox_invalid`` too: the name is the research system's.
+    """
+    if kind not in GEOMETRY_KINDS:
+        return "unknown_geom", f"geometry kind must be one of {GEOMETRY_KINDS}, got {kind!r}"
+    n = len(coords)
+    if kind == "bbox_2d" and n != 4:
+        return "wrong_arity", f"bbox_2d needs 4 values, got {n}"
+    if kind == "poly" and (n < 6 or n % 2):
+        return "wrong_arity", f"poly needs an even number (>= 6) of values, got {n}"
+    for v in coords:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_BIN:
+            return "bbox_invalid", f"coordinates must be ints in 0..{MAX_BIN}, got {v!r}"
+    if kind == "bbox_2d":
+        x1, y1, x2, y2 = coords
+        if x2 < x1 or y2 < y1:
+            return "bbox_invalid", f"bbox_2d needs x1 <= x2 and y1 <= y2, got {list(coords)}"
+    return None
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class DetObject:
+    """One detected or ground-truth object.
+
+    Attributes:
+        desc: free-text description, non-empty after stripping whitespace.
+        kind: ``"bbox_2d"`` (``coords`` = x1, y1, x2, y2) or ``"poly"`` (``coords`` =
+            x1, y1, x2, y2, …, at least 3 points).
+        coords: flat tuple of norm1000 ints in 0..999.
+
+    Raises:
+        ObjectError: on construction, when any rule above is broken; ``.reason`` is
+            ``missing_desc``, ``unknown_geom``, ``wrong_arity`` or ``bbox_invalid``.
+    """
+
+    desc: str
+    kind: GeometryKind
+    coords: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.desc, str) or not self.desc.strip():
+            raise ObjectError("missing_desc", f"desc must be a non-empty string, got {self.desc!r}")
+        if not isinstance(self.coords, tuple):
+            raise ObjectError("wrong_arity", f"coords must be a tuple, got {type(self.coords)}")
+        problem = geometry_problem(self.kind, self.coords)
+        if problem is not None:
+            raise ObjectError(*problem)
+
+    @property
+    def points(self) -> tuple[tuple[int, int], ...]:
+        """The geometry as (x, y) points: a bbox gives its two corners."""
+        c = self.coords
+        return tuple((c[i], c[i + 1]) for i in range(0, len(c), 2))
