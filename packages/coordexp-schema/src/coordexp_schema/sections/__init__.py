@@ -1,0 +1,1 @@
+"""The typed section contracts of a CoordExp config, one module per concern."""
