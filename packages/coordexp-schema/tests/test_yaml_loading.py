@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from coordexp_schema import ConfigError, load_config
+from coordexp_schema.dump import to_yaml
 
 MINIMAL = """\
 model: {model: builtin:tiny-qwen3-vl}
@@ -40,6 +41,14 @@ def test_exponent_floats_are_numbers(tmp_path: Path) -> None:
     cfg = load_config(path, ["training.learning_rate=1e-5", "custom.gate_weight=2E+0"])
     assert cfg.training.learning_rate == 1e-5
     assert cfg.custom.gate_weight == 2.0
+
+
+def test_strings_that_look_like_numbers_survive_a_yaml_dump(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.yaml", MINIMAL)
+    cfg = load_config(path, ["training.output_dir='1e5'", "data.train_jsonl='2E+3'"])
+    assert cfg.training.output_dir == "1e5"
+    dumped = write(tmp_path, "dumped.yaml", to_yaml(cfg))
+    assert load_config(dumped) == cfg
 
 
 def test_schema_issues_point_at_file_line_and_column(tmp_path: Path) -> None:

@@ -26,11 +26,13 @@ class StrictYamlLoader(yaml.SafeLoader):
     """Safe loader whose floats follow YAML 1.2 (``1e-5``, ``-2E+3`` are floats)."""
 
 
-StrictYamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+class StrictYamlDumper(yaml.SafeDumper):
+    """Safe dumper that quotes strings :class:`StrictYamlLoader` would read as floats."""
+
+
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+for _cls in (StrictYamlLoader, StrictYamlDumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789"))
 
 
 def parse_yaml_text(text: str, name: str) -> tuple[Any, Locations]:
