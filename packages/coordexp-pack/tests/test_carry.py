@@ -89,6 +89,16 @@ def test_an_id_already_waiting_is_rejected_and_the_buffer_is_kept() -> None:
     assert [s.id for s in packer.carry] == ["a0"]
 
 
+def test_a_repeated_id_in_a_batch_is_named_by_its_positions_in_that_batch() -> None:
+    packer = CarryPacker(10, min_fill_ratio=0.9)
+    packer.add(segs("a", 3, 2))
+    with pytest.raises(ValueError, match=r"segment id 'b' appears at positions 0 and 1"):
+        packer.add([Segment("b", 1), Segment("b", 2)])
+    with pytest.raises(ValueError, match=r"item at position 1 must be a Segment, got int"):
+        packer.add([Segment("c", 1), 4])  # type: ignore[list-item]
+    assert [s.id for s in packer.carry] == ["a0", "a1"]
+
+
 def test_an_oversize_segment_error_keeps_the_buffer() -> None:
     packer = CarryPacker(10, min_fill_ratio=0.9)
     packer.add(segs("a", 3))

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from coordexp_pack.segments import OVERSIZE_POLICIES, OversizePolicy, Pack, Segment, pack_segments
+from coordexp_pack.segments import (
+    OVERSIZE_POLICIES,
+    OversizePolicy,
+    Pack,
+    Segment,
+    check_segments,
+    pack_segments,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +119,13 @@ class CarryPacker:
             The packs to train on now and the new carry buffer (``dropped`` is empty).
 
         Raises:
-            ValueError: a repeated id (naming it, and whether it is already waiting), or
-                any error of :func:`pack_segments`; the buffer is left unchanged.
+            ValueError: a non-Segment item or an id repeated within ``segments`` (naming
+                positions in ``segments``), an id already waiting in the buffer, or any
+                error of :func:`pack_segments`; the buffer is left unchanged.
         """
+        check_segments(segments)
         for seg in segments:
-            if isinstance(seg, Segment) and seg.id in self._waited:
+            if seg.id in self._waited:
                 raise ValueError(
                     f"segment id {seg.id!r} is already waiting in the carry buffer; "
                     "ids must be unique until their segment is packed"

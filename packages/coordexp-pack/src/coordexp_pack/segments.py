@@ -123,7 +123,7 @@ def pack_segments(
         )
     if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
         raise ValueError(f"pack capacity must be an int >= 1, got {capacity!r}")
-    _check_segments(segments)
+    check_segments(segments)
     fitting: list[int] = []
     groups: list[list[int]] = []
     for i, seg in enumerate(segments):
@@ -144,7 +144,13 @@ def pack_segments(
     return [Pack(tuple(segments[i] for i in g), capacity) for g in groups]
 
 
-def _check_segments(segments: Sequence[Segment]) -> None:
+def check_segments(segments: Sequence[Segment]) -> None:
+    """Check that every item is a :class:`Segment` and no id repeats.
+
+    Raises:
+        ValueError: naming the position of a non-Segment item, or a repeated id and both
+            of its positions.
+    """
     first_at: dict[str, int] = {}
     for i, seg in enumerate(segments):
         if not isinstance(seg, Segment):
