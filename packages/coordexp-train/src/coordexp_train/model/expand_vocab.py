@@ -1,0 +1,115 @@
+"""``expand-vocab``: add the 1000 coord tokens to a checkpoint's tokenizer and model.
+
+The new tokens get the ids ``len(tokenizer) … len(tokenizer) + 999`` in bin order
+(contiguous). The input embedding and the LM head are resized to
+``max(old rows, len(new tokenizer) rounded up to a multiple of 64)`` rows; stock Qwen
+checkpoints already carry unused padding rows past the tokenizer, which coord ids may
+reuse — every coord row is re-initialised either way.
+
+Initialisation rule, for each matrix W (embedding; LM head too unless tied), with μ and σ
+the per-dimension mean and standard deviation of the rows of the *existing tokens*
+(ids below the old tokenizer length), u = k / 999 and d the dimension index::
+
+    W[coord_k, d] = μ[d] + 0.1 · σ[d] · √2 · cos(π · f_d · u + φ_d)
+    f_d = 1 + (d mod 8),   φ_d = 2π · frac(d · 0.6180339887)
+
+Every coord row starts at the typical token (so the first forward passes behave like
+before), neighbouring bins start nearly equal and distant bins differ: a smooth,
+deterministic per-bin offset the soft-CE and W1 losses can sharpen. The id range is
+recorded in ``coord_vocab.json`` beside the tokenizer.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from tokenizers import AddedToken
+from transformers import AutoModelForImageTextToText
+
+from coordexp_parse import MAX_BIN, NUM_BINS, all_coord_tokens
+from coordexp_train.model.coord_vocab import CoordVocab, coord_vocab_of, write_coord_vocab
+from coordexp_train.model.embeddings import input_embedding, output_embedding
+from coordexp_train.model.processor import load_processor
+from coordexp_train.model.tiny_tokenizer import CoordTokenMode
+
+ROW_MULTIPLE = 64
+OFFSET_SCALE = 0.1
+_GOLDEN = 0.6180339887
+
+
+class ExpandVocabError(ValueError):
+    """The source or destination of ``expand-vocab`` is not usable."""
+
+
+def coord_offsets(dim: int) -> torch.Tensor:
+    """The unit-RMS per-bin offsets ``√2 · cos(π · f_d · u + φ_d)``, shape (1000, dim)."""
+    u = torch.arange(NUM_BINS, dtype=torch.float64)[:, None] / MAX_BIN
+    d = torch.arange(dim, dtype=torch.float64)[None, :]
+    freq = 1 + torch.remainder(d, 8)
+    phase = 2 * math.pi * torch.frac(d * _GOLDEN)
+    return math.sqrt(2) * torch.cos(math.pi * freq * u + phase)
+
+
+def init_coord_rows(weight: torch.Tensor, coord_ids: list[int], reference_rows: int) -> None:
+    """Overwrite ``weight[coord_ids]`` by the rule in the module docstring (in place)."""
+    with torch.no_grad():
+        ref = weight[:reference_rows].to(torch.float64)
+        mu, sigma = ref.mean(dim=0), ref.std(dim=0)
+        rows = mu + OFFSET_SCALE * sigma * coord_offsets(weight.shape[1])
+        weight[coord_ids] = rows.to(weight.dtype)
+
+
+def expand_vocab(src: Path, dst: Path, *, coord_token_mode: CoordTokenMode = "added") -> CoordVocab:
+    """Write a copy of checkpoint ``src`` with the coord tokens added into ``dst``.
+
+    Args:
+        src: a local Qwen-VL checkpoint folder (model, tokenizer, processor files).
+        dst: a new folder (must not exist, or be empty).
+        coord_token_mode: register the coord tokens as ``added`` (default; decode keeps
+            them under ``skip_special_tokens=True``) or ``special`` tokens.
+
+    Returns:
+        The coord vocabulary of the new checkpoint (also written to ``coord_vocab.json``).
+
+    Raises:
+        ExpandVocabError: ``dst`` is not empty, or the tokenizer already holds some or all
+            coord tokens.
+    """
+    if dst.exists() and any(dst.iterdir()):
+        raise ExpandVocabError(f"--dst {dst} is not empty; give a new folder")
+    processor = load_processor(src)
+    tokenizer = processor.tokenizer
+    vocab = tokenizer.get_vocab()
+    present = [t for t in all_coord_tokens() if t in vocab]
+    if present:
+        what = "all" if len(present) == NUM_BINS else f"{len(present)} of the"
+        raise ExpandVocabError(
+            f"the tokenizer in {src} already holds {what} {NUM_BINS} coord tokens "
+            f"(e.g. {present[0]}); expand-vocab only prepares checkpoints without them"
+        )
+    old_len = len(tokenizer)
+    special = coord_token_mode == "special"
+    tokenizer.add_tokens(
+        [AddedToken(t, special=special, normalized=False) for t in all_coord_tokens()],
+        special_tokens=special,
+    )
+    coord_vocab = coord_vocab_of(tokenizer, source=f"the expanded tokenizer of {src}")
+
+    model = AutoModelForImageTextToText.from_pretrained(str(src), dtype="auto")
+    old_rows = input_embedding(model).shape[0]
+    wanted = -(-len(tokenizer) // ROW_MULTIPLE) * ROW_MULTIPLE
+    model.resize_token_embeddings(max(old_rows, wanted), mean_resizing=False)
+    embedding = input_embedding(model)
+    ids = list(coord_vocab.ids)
+    init_coord_rows(embedding, ids, old_len)
+    head = output_embedding(model)
+    if head is not None and head is not embedding:
+        init_coord_rows(head, ids, old_len)
+
+    dst.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(dst))
+    processor.save_pretrained(str(dst))
+    write_coord_vocab(coord_vocab, dst)
+    return coord_vocab
