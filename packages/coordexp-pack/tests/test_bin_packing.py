@@ -85,6 +85,15 @@ def test_fast_packers_equal_the_scanning_oracles(case: tuple[list[int], int]) ->
     assert first_fit(lengths, capacity) == first_fit_scan(lengths, capacity)
 
 
+def test_fast_packers_equal_the_scanning_oracles_on_realistic_pools() -> None:
+    rng = random.Random(5)
+    for _ in range(12):
+        capacity = rng.choice((8192, 16384))
+        lengths = long_tailed_lengths(rng, rng.choice((64, 256, 600)))
+        assert best_fit_decreasing(lengths, capacity) == best_fit_decreasing_scan(lengths, capacity)
+        assert first_fit(lengths, capacity) == first_fit_scan(lengths, capacity)
+
+
 @settings(max_examples=150)
 @given(lengths_and_capacity())
 def test_pack_is_the_better_of_best_fit_decreasing_and_first_fit(

@@ -22,8 +22,8 @@ def pack(lengths: Sequence[int], capacity: int) -> list[list[int]]:
     more packs than first fit in input order. Segments are never split.
 
     Cost: O(n log n) comparisons. Open packs sit in a sorted list of integer keys found
-    by bisection; the list's inserts and deletes are a C ``memmove`` over the open packs,
-    not a Python-level scan.
+    by bisection; the list's inserts and deletes are a C ``memmove`` over the open packs
+    (linear in their number at worst), never a Python-level scan.
 
     Args:
         lengths: the token length of each segment, ints >= 1.
