@@ -1,0 +1,203 @@
+"""Every call into vLLM's version-sensitive API, in one place (vLLM >= 0.28, < 0.33).
+
+The rest of the package talks to vLLM only through these functions (in process) and
+through `ServerRoutes` (over HTTP), so a vLLM upgrade touches this module alone. vLLM is
+imported inside the functions: importing this module does not import vLLM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from coordexp_backends.rollout import DecodeParams
+
+REPEAT_TERMINATE_ARG = "coordexp_repeat_terminate"
+"""``SamplingParams.extra_args`` key carrying the repeat-terminate rules (JSON) and eos id."""
+
+LOGITS_PROCESSOR = "coordexp_backends.vllm_logits:RepeatTerminateProcessor"
+"""Fully qualified name of our vLLM logits processor (engine arg / ``--logits-processors``)."""
+
+
+def create_llm(model: str, engine_kwargs: Mapping[str, Any]) -> Any:
+    """Start an in-process ``vllm.LLM`` with our logits processor registered."""
+    from vllm import LLM
+
+    kwargs = dict(engine_kwargs)
+    kwargs["logits_processors"] = [*kwargs.get("logits_processors", ()), LOGITS_PROCESSOR]
+    return LLM(model=model, **kwargs)
+
+
+def repeat_terminate_arg(params: DecodeParams, eos_id: int) -> str | None:
+    """The JSON value of `REPEAT_TERMINATE_ARG` for ``params`` (None when it is off)."""
+    rt = params.repeat_terminate
+    if rt is None:
+        return None
+    return json.dumps(
+        {
+            "eos_id": eos_id,
+            "min_new_tokens": rt.min_new_tokens,
+            "max_consecutive_token_repeats": rt.max_consecutive_token_repeats,
+            "ngram_size": rt.ngram_size,
+            "ngram_repeats": rt.ngram_repeats,
+            "max_object_keys": rt.max_object_keys,
+        },
+        sort_keys=True,
+    )
+
+
+def sampling_fields(params: DecodeParams, stop_ids: Sequence[int]) -> dict[str, Any]:
+    """Sampling fields shared by ``SamplingParams`` and the OpenAI completion request."""
+    fields: dict[str, Any] = {
+        "max_tokens": params.max_new_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "top_k": params.top_k if params.top_k > 0 else 0,
+        "repetition_penalty": params.repetition_penalty,
+        "stop_token_ids": list(stop_ids),
+        "skip_special_tokens": False,
+    }
+    return fields
+
+
+def sampling_params(params: DecodeParams, stop_ids: Sequence[int], seed: int | None) -> Any:
+    """A ``vllm.SamplingParams`` for ``params`` (``seed`` is the request's own seed)."""
+    from vllm import SamplingParams
+
+    extra = repeat_terminate_arg(params, stop_ids[0])
+    return SamplingParams(
+        **sampling_fields(params, stop_ids),
+        seed=seed,
+        extra_args=None if extra is None else {REPEAT_TERMINATE_ARG: extra},
+    )
+
+
+def engine_prompt(prompt_ids: list[int] | None, text: str, images: Sequence[Any]) -> Any:
+    """A vLLM prompt: token ids for text-only requests, text plus images for multimodal."""
+    if images:
+        return {"prompt": text, "multi_modal_data": {"image": list(images)}}
+    assert prompt_ids is not None
+    return {"prompt_token_ids": prompt_ids}
+
+
+def llm_generate(llm: Any, prompts: list[Any], sampling: list[Any]) -> list[Any]:
+    """``LLM.generate`` without progress bars; returns vLLM ``RequestOutput`` objects."""
+    return list(llm.generate(prompts, sampling, use_tqdm=False))
+
+
+def output_fields(output: Any) -> tuple[list[int], list[int], str | None]:
+    """``(prompt ids, response ids, vLLM finish reason)`` of one ``RequestOutput``."""
+    completion = output.outputs[0]
+    return list(output.prompt_token_ids), list(completion.token_ids), completion.finish_reason
+
+
+def load_weights(llm: Any, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+    """Load checkpoint-format ``(name, tensor)`` pairs into an in-process engine (CPU/GPU).
+
+    Uses the worker's ``reload_weights`` (the engine must run its worker in this process:
+    ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` or an in-process executor), then resets the prefix
+    cache; the worker resets its multimodal and encoder caches itself.
+    """
+    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(list(weights))})
+    llm.reset_prefix_cache()
+
+
+def reload_from_path(llm: Any, weights_path: str) -> None:
+    """Reload an in-process engine's weights from a checkpoint folder, then reset caches."""
+    llm.collective_rpc("reload_weights", kwargs={"weights_path": weights_path})
+    llm.reset_prefix_cache()
+
+
+def weight_checksums(llm: Any) -> dict[str, str]:
+    """SHA-256 of every engine parameter (vLLM's names, worker-rank prefixed), in process."""
+    out: dict[str, str] = {}
+    for worker in llm.collective_rpc("compute_weight_checksums"):
+        out.update(worker)
+    return out
+
+
+def tensor_checksum(tensor: torch.Tensor) -> str:
+    """SHA-256 of a tensor's bytes, computed the way vLLM's weight checker does."""
+    data = tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy()
+    return hashlib.sha256(data.tobytes()).hexdigest()
+
+
+def sleep(llm: Any, level: int) -> None:
+    """Put the engine to sleep (level 1: offload weights; level 2: discard them)."""
+    llm.sleep(level=level)
+
+
+def wake_up(llm: Any) -> None:
+    """Wake a sleeping engine."""
+    llm.wake_up()
+
+
+def shutdown(llm: Any) -> None:
+    """Shut an in-process engine down and free its memory."""
+    engine = getattr(llm, "llm_engine", None)
+    core = getattr(engine, "engine_core", None)
+    if core is not None:
+        core.shutdown()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerRoutes:
+    """The vLLM OpenAI-server routes the server client uses (dev-mode routes marked).
+
+    ``pause``/``resume``/``collective_rpc``/``reset_prefix_cache``/``weight_checker``
+    exist only with ``VLLM_SERVER_DEV_MODE=1`` (our ``coordexp-rollout-server`` sets it).
+    """
+
+    health: str = "/health"
+    completions: str = "/v1/completions"
+    pause: str = "/pause"
+    resume: str = "/resume"
+    collective_rpc: str = "/collective_rpc"
+    reset_prefix_cache: str = "/reset_prefix_cache"
+    weight_checker: str = "/weight_checker"
+    sleep: str = "/sleep"
+    wake_up: str = "/wake_up"
+
+
+ROUTES = ServerRoutes()
+
+
+def completion_body(
+    model: str,
+    prompt_ids: list[list[int]],
+    params: DecodeParams,
+    stop_ids: Sequence[int],
+    seed: int | None,
+) -> dict[str, Any]:
+    """A ``/v1/completions`` body for token-id prompts returning exact token ids."""
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": prompt_ids,
+        **sampling_fields(params, stop_ids),
+        "return_token_ids": True,
+        "stream": False,
+    }
+    if seed is not None:
+        body["seed"] = seed
+    extra = repeat_terminate_arg(params, stop_ids[0])
+    if extra is not None:
+        body["vllm_xargs"] = {REPEAT_TERMINATE_ARG: extra}
+    return body
+
+
+def completion_choices(body: Mapping[str, Any]) -> list[tuple[list[int], list[int], str | None]]:
+    """``(prompt ids, response ids, finish reason)`` per prompt of a completion response."""
+    choices = sorted(body["choices"], key=lambda c: int(c["index"]))
+    return [
+        (list(c["prompt_token_ids"]), list(c["token_ids"]), c.get("finish_reason")) for c in choices
+    ]
+
+
+def reload_rpc_body(weights_path: str) -> dict[str, Any]:
+    """``/collective_rpc`` body asking every worker to reload weights from a folder."""
+    return {"method": "reload_weights", "kwargs": {"weights_path": weights_path}}

@@ -1,0 +1,145 @@
+"""The vLLM colocate backend: an in-process vLLM engine fed the training model's weights."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from transformers import GenerationConfig
+
+from coordexp_backends import vllm_adapter as adapter
+from coordexp_backends.prompts import (
+    finish_reason,
+    make_detector,
+    prompt_text,
+    stop_token_ids,
+    text_prompt_ids,
+    tokenizer_of,
+)
+from coordexp_backends.rollout import DecodeParams, Rollout, RolloutRequest, Timings
+from coordexp_backends.weights import SyncPlan, named_weights
+
+
+class VLLMColocateBackend:
+    """Rollouts from a vLLM engine living in the training process (one per rank or TP group).
+
+    The engine starts from the checkpoint folder ``model_path`` (the same weights as the
+    training model); `sync_weights` then loads the training model's current weights
+    through the worker's in-place ``reload_weights`` (the path that works on CPU and GPU
+    alike in process). ``sleep``/``wake_up`` release and re-acquire engine memory when
+    ``sleep_level`` > 0; after a level-2 sleep the last synced weights are reloaded.
+
+    Args:
+        model_path: checkpoint folder (config, weights, tokenizer, generation config).
+        processor: tokenizer or multimodal processor used to template requests.
+        decode_batch_size: requests per engine call.
+        engine_kwargs: ``vllm.LLM`` keyword arguments (dtype, gpu_memory_utilization, …).
+        sleep_level: 0 (never sleep), 1 or 2.
+        sync: how `sync_weights` treats adapters (see `SyncPlan`).
+    """
+
+    name = "vllm-colocate"
+
+    def __init__(
+        self,
+        model_path: str,
+        processor: Any,
+        decode_batch_size: int,
+        engine_kwargs: Mapping[str, Any],
+        sleep_level: int = 0,
+        sync: SyncPlan | None = None,
+    ) -> None:
+        if decode_batch_size < 1:
+            raise ValueError(f"decode_batch_size must be >= 1, got {decode_batch_size}")
+        self.processor = processor
+        self.decode_batch_size = decode_batch_size
+        self.sleep_level = sleep_level
+        self.sync = sync or SyncPlan()
+        self._tokenizer = tokenizer_of(processor)
+        self._stop_ids = stop_token_ids(GenerationConfig.from_pretrained(model_path))
+        self._model_path = model_path
+        self._last_model: Any = None
+        self.llm = adapter.create_llm(
+            model_path, {**engine_kwargs, "enable_sleep_mode": sleep_level > 0}
+        )
+
+    def generate(self, requests: Sequence[RolloutRequest], params: DecodeParams) -> list[Rollout]:
+        """Roll out every request, in request order (see `RolloutBackend.generate`)."""
+        out: list[Rollout] = []
+        for start in range(0, len(requests), self.decode_batch_size):
+            batch = requests[start : start + self.decode_batch_size]
+            out.extend(self._generate_batch(batch, params, start))
+        return out
+
+    def _generate_batch(
+        self, batch: Sequence[RolloutRequest], params: DecodeParams, offset: int
+    ) -> list[Rollout]:
+        prompts = [
+            adapter.engine_prompt(
+                None if r.images else text_prompt_ids(self.processor, r),
+                prompt_text(self.processor, r),
+                r.images,
+            )
+            for r in batch
+        ]
+        sampling = [
+            adapter.sampling_params(
+                params, self._stop_ids, None if params.seed is None else params.seed + offset + i
+            )
+            for i in range(len(batch))
+        ]
+        start = time.perf_counter()
+        outputs = adapter.llm_generate(self.llm, prompts, sampling)
+        timings = Timings(generate_s=time.perf_counter() - start, batch_size=len(batch))
+        rollouts = []
+        for request, output in zip(batch, outputs, strict=True):
+            prompt, response, engine_reason = adapter.output_fields(output)
+            reason = finish_reason(
+                response,
+                self._stop_ids,
+                params.max_new_tokens,
+                make_detector(params, self._tokenizer),
+            )
+            rollouts.append(
+                Rollout(
+                    request_id=request.request_id,
+                    prompt_token_ids=tuple(prompt),
+                    response_token_ids=tuple(response),
+                    response_text=self._tokenizer.decode(response, skip_special_tokens=False),
+                    finish_reason="error" if engine_reason == "abort" else reason,
+                    backend=self.name,
+                    timings=timings,
+                )
+            )
+        return rollouts
+
+    def sync_weights(self, model: Any) -> None:
+        """Load ``model``'s current weights into the engine (see `SyncPlan` for adapters)."""
+        self.sync.check(model)
+        adapter.load_weights(self.llm, named_weights(model))
+        self._last_model = model
+
+    def weight_checksums(self) -> dict[str, str]:
+        """SHA-256 of every engine parameter, read back from the engine."""
+        return adapter.weight_checksums(self.llm)
+
+    def sleep(self) -> None:
+        """Release engine memory (no-op when ``sleep_level`` is 0)."""
+        if self.sleep_level > 0:
+            adapter.sleep(self.llm, self.sleep_level)
+
+    def wake_up(self) -> None:
+        """Re-acquire engine memory; after a level-2 sleep, reload the last synced weights."""
+        if self.sleep_level == 0:
+            return
+        adapter.wake_up(self.llm)
+        if self.sleep_level == 2:
+            if self._last_model is None:
+                adapter.reload_from_path(self.llm, self._model_path)
+            else:
+                adapter.load_weights(self.llm, named_weights(self._last_model))
+
+    def close(self) -> None:
+        """Shut the engine down."""
+        adapter.shutdown(self.llm)
