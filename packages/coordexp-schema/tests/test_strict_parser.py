@@ -23,6 +23,7 @@ class Node:
     ratio: float = knob(0.5, ge=0, le=1, doc="a ratio")
     mode: Literal["a", "b"] = knob("a", doc="a mode")
     level: Literal[0, 1, 2] = knob(0, doc="a level")
+    placement: Literal["colocate", "server"] = knob("colocate", doc="a placement")
     limit: int | None = knob(None, gt=0, doc="a limit")
     leaves: tuple[Leaf, ...] = knob((), doc="leaves")
     table: dict[str, int] = knob(factory=dict, doc="a table")
@@ -91,7 +92,11 @@ def test_bool_is_not_an_int_and_strings_are_not_coerced() -> None:
 
 
 def test_literal_rejects_non_members_with_a_suggestion() -> None:
-    assert dict(issues_of({"mode": "A"})) == {"mode": "expected one of 'a', 'b', got string 'A'"}
+    assert dict(issues_of({"placement": "serer", "mode": "A"})) == {
+        "placement": "expected one of 'colocate', 'server', got string 'serer'; "
+        "did you mean 'server'?",
+        "mode": "expected one of 'a', 'b', got string 'A'",
+    }
 
 
 def test_missing_required_field_is_reported_with_its_path() -> None:
