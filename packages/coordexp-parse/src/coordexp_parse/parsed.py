@@ -1,0 +1,145 @@
+"""What a rollout parse returns: valid objects, entries, drop counts and the prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from coordexp_parse.objects import DetObject, GeometryKind
+
+#: Every reason an ``object_N`` entry can be dropped for, in reporting order.
+#:
+#: - ``key_invalid``: the key is not ``object_N`` (N ≥ 1, no leading zero); or the value is
+#:   not a JSON object, repeats a key, holds two geometries or a key other than ``desc``
+#:   and its one geometry.
+#: - ``duplicate_key``: an earlier entry already used this ``object_N``.
+#: - ``missing_desc``: no ``desc``, or it is not a string that is non-empty after strip.
+#: - ``missing_geom``: neither ``bbox_2d`` nor ``poly`` (and no other key).
+#: - ``unknown_geom``: no known geometry but one other key (``bbox``, ``polygon``, …).
+#: - ``non_coord_token``: a coordinate that is not a coord token ``"<|coord_k|>"`` written
+#:   literally (bare numbers, escapes, other strings; in token parses also a coord spelled
+#:   with ordinary tokens instead of the one coord token).
+#: - ``wrong_arity``: the geometry is not a list, a bbox without 4 values, a poly with an
+#:   odd count or fewer than 6 values, or a poly pair that is not 2 values.
+#: - ``bbox_invalid``: ``x2 < x1`` or ``y2 < y1``.
+#: - ``invalid_json``: the value is complete but is not valid JSON.
+DROP_REASONS: tuple[str, ...] = (
+    "key_invalid",
+    "duplicate_key",
+    "missing_desc",
+    "missing_geom",
+    "unknown_geom",
+    "non_coord_token",
+    "wrong_arity",
+    "bbox_invalid",
+    "invalid_json",
+)
+
+#: How the scan of the answer ended.
+#:
+#: - ``closed``: the top-level object was closed by its ``}``.
+#: - ``truncated``: the response ended inside the top-level object.
+#: - ``syntax_error``: a character that cannot continue the top-level object (missing
+#:   comma or colon, a non-string key, a trailing comma, …); the rest is ignored.
+#: - ``no_object``: the response holds no ``{``.
+Ending: TypeAlias = Literal["closed", "truncated", "syntax_error", "no_object"]
+
+Span: TypeAlias = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One complete ``"key": value`` entry of the top-level object, valid or dropped.
+
+    Attributes:
+        key: the decoded key text.
+        index: N when the key is ``object_<digits>`` (leading zeros allowed here, so
+            malformed keys still count for key allocation), else None.
+        span: character span from the key's opening quote to the value's end.
+        reason: the drop reason, or None when the entry is a valid object.
+        ordinal: the position of the valid object in ``RolloutParse.objects``, or None.
+    """
+
+    key: str
+    index: int | None
+    span: Span
+    reason: str | None
+    ordinal: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedObject:
+    """A valid object parsed from a rollout, with where it sits in the text and tokens.
+
+    Attributes:
+        index: the N of its ``object_N`` key.
+        desc: the decoded description (non-empty after strip).
+        kind: ``"bbox_2d"`` or ``"poly"``.
+        coords: flat norm1000 ints (a poly written as pairs is flattened).
+        span: character span of the value ``{...}`` in the response text.
+        entry_span: character span from the key's opening quote to the value's end.
+        desc_span: character span of the desc string's content (inside the quotes).
+        coord_spans: character span of each coord token, in ``coords`` order.
+        coord_token_positions: for token parses, the index of each coord token in the
+            response token ids (equal to its index in ``prefix_token_ids``); None for text
+            parses.
+    """
+
+    index: int
+    desc: str
+    kind: GeometryKind
+    coords: tuple[int, ...]
+    span: Span
+    entry_span: Span
+    desc_span: Span
+    coord_spans: tuple[Span, ...]
+    coord_token_positions: tuple[int, ...] | None
+
+    def to_det_object(self) -> DetObject:
+        """The plain object (desc, kind, coords)."""
+        return DetObject(self.desc, self.kind, self.coords)
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutParse:
+    """The result of parsing one response; a pure function of the input.
+
+    Attributes:
+        text: the response text up to (not including) the first stop string.
+        objects: the valid objects in text order.
+        entries: every complete entry of the retained prefix, in text order.
+        dropped: reason → count of dropped entries (only reasons that occurred, in
+            ``DROP_REASONS`` order).
+        ending: how the scan ended (see ``Ending``).
+        prefix_text: the append-ready prefix: ``text`` cut at the end of the last
+            complete entry, or just after the top-level ``{`` when there is none, or
+            ``"{"`` when there is no ``{``. It is an open top-level object: appending
+            ``", "`` + entries (only when it holds entries) and ``"}"`` closes it.
+        max_object_index: the largest N over every ``object_N`` key in the retained
+            prefix, dropped entries included; None when there is none.
+        prefix_token_ids: for token parses, the token ids of ``prefix_text`` (the
+            response's own tokens; a token cut by the prefix end is re-encoded for its
+            kept part); None for text parses.
+        prefix_token_spans: for token parses, the character span of each prefix token in
+            ``prefix_text`` (tokens that only form characters together share one span).
+    """
+
+    text: str
+    objects: tuple[ParsedObject, ...]
+    entries: tuple[Entry, ...]
+    dropped: dict[str, int]
+    ending: Ending
+    prefix_text: str
+    max_object_index: int | None
+    prefix_token_ids: tuple[int, ...] | None = None
+    prefix_token_spans: tuple[Span, ...] | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the response ended inside the top-level object."""
+        return self.ending == "truncated"
+
+    @property
+    def num_dropped(self) -> int:
+        """The number of dropped entries."""
+        return sum(self.dropped.values())

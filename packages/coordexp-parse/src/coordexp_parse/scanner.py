@@ -1,0 +1,310 @@
+"""Text-level parsing of an answer: entries, strict validation, the append-ready prefix.
+
+The scan finds the first ``{`` (text before it is ignored), then reads ``"key": value``
+members of that top-level object one by one. Each complete value is decoded with the
+standard library's JSON decoder and validated strictly (see ``DROP_REASONS``); invalid
+entries are counted and dropped, never repaired. The scan stops at the closing ``}``, at
+the end of the text (truncated) or at the first character that cannot continue the
+object (syntax error). It never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from json.decoder import scanstring  # type: ignore[attr-defined]  # C-accelerated
+from typing import Any, cast
+
+from coordexp_parse.codec import MAX_BIN
+from coordexp_parse.objects import GEOMETRY_KINDS, GeometryKind
+from coordexp_parse.parsed import DROP_REASONS, Ending, Entry, ParsedObject, RolloutParse, Span
+from coordexp_parse.render import STOP_STRINGS
+
+_WS = re.compile(r"[ \t\n\r]*")
+# A complete JSON string (escapes not validated here; the decoder does that).
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_STRUCTURAL = re.compile(r'["{}\[\]]')
+_SCALAR_END = re.compile(r"[,}\][ \t\n\r]")
+_OBJECT_KEY = re.compile(r"object_([0-9]+)")
+_VALID_OBJECT_KEY = re.compile(r"object_[1-9][0-9]*")
+_COORD_BINS: dict[str, int] = {f"<|coord_{k}|>": k for k in range(MAX_BIN + 1)}
+
+
+class _Duplicate:
+    """Stands in for a JSON object that repeats a key."""
+
+
+_DUPLICATE = _Duplicate()
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> Any:
+    result = dict(pairs)
+    return _DUPLICATE if len(result) != len(pairs) else result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_reject_constant)
+
+
+def stop_index(text: str) -> int:
+    """The index of the first stop string in ``text``, or ``len(text)``."""
+    cut = len(text)
+    for stop in STOP_STRINGS:
+        i = text.find(stop, 0, cut)
+        if i >= 0:
+            cut = i
+    return cut
+
+
+def _value_extent(text: str, pos: int) -> int | None:
+    """End of the JSON-like value starting at ``pos`` by bracket depth; None if it runs off."""
+    c = text[pos]
+    if c == '"':
+        m = _STRING.match(text, pos)
+        return None if m is None else m.end()
+    if c in "{[":
+        depth = 0
+        i = pos
+        while True:
+            m = _STRUCTURAL.search(text, i)
+            if m is None:
+                return None
+            ch = m.group()
+            if ch == '"':
+                s = _STRING.match(text, m.start())
+                if s is None:
+                    return None
+                i = s.end()
+                continue
+            depth += 1 if ch in "{[" else -1
+            i = m.end()
+            if depth == 0:
+                return i
+    m = _SCALAR_END.search(text, pos)
+    return None if m is None else m.start()
+
+
+def _coords_of(kind: str, geom: Any) -> tuple[tuple[int, ...] | None, str | None]:
+    """Decoded geometry → (flat bins, None) or (None, drop reason)."""
+    if not isinstance(geom, list):
+        return None, "wrong_arity"
+    items: list[Any] = geom
+    if kind == "poly" and items and all(isinstance(p, list) for p in items):
+        if any(len(p) != 2 for p in items):
+            return None, "wrong_arity"
+        items = [v for p in items for v in p]
+    bins = []
+    for v in items:
+        k = _COORD_BINS.get(v) if isinstance(v, str) else None
+        if k is None:
+            return None, "non_coord_token"
+        bins.append(k)
+    n = len(bins)
+    if (kind == "bbox_2d" and n != 4) or (kind == "poly" and (n < 6 or n % 2)):
+        return None, "wrong_arity"
+    if kind == "bbox_2d" and (bins[2] < bins[0] or bins[3] < bins[1]):
+        return None, "bbox_invalid"
+    return tuple(bins), None
+
+
+def _classify(value: Any) -> tuple[str | None, GeometryKind | None, tuple[int, ...]]:
+    """Validate a decoded value → (reason or None, kind, coords)."""
+    if not isinstance(value, dict):
+        return "key_invalid", None, ()
+    geoms = [k for k in value if k in GEOMETRY_KINDS]
+    others = [k for k in value if k != "desc" and k not in GEOMETRY_KINDS]
+    if len(geoms) > 1 or (geoms and others) or len(others) > 1:
+        return "key_invalid", None, ()
+    desc = value.get("desc")
+    if not isinstance(desc, str) or not desc.strip():
+        return "missing_desc", None, ()
+    if not geoms:
+        return ("unknown_geom" if others else "missing_geom"), None, ()
+    kind = cast(GeometryKind, geoms[0])
+    coords, reason = _coords_of(kind, value[kind])
+    if coords is None:
+        return reason, None, ()
+    return None, kind, coords
+
+
+def _member_value_spans(text: str, start: int) -> list[Span]:
+    """Value spans of the members of the (valid, decoded) JSON object at ``start``."""
+    spans: list[Span] = []
+    i = start + 1
+    while True:
+        i = _WS.match(text, i).end()  # type: ignore[union-attr]
+        if text[i] == "}":
+            return spans
+        if text[i] == ",":
+            i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+        key = _STRING.match(text, i)
+        assert key is not None  # the object decoded, so its members are well formed
+        i = _WS.match(text, key.end()).end() + 1  # type: ignore[union-attr]  # past ':'
+        i = _WS.match(text, i).end()  # type: ignore[union-attr]
+        end = _value_extent(text, i)
+        assert end is not None
+        spans.append((i, end))
+        i = end
+
+
+def _valid_object(
+    text: str,
+    index: int,
+    value: dict[str, Any],
+    kind: GeometryKind,
+    coords: tuple[int, ...],
+    span: Span,
+    entry_start: int,
+) -> ParsedObject | None:
+    """Locate desc and coord tokens of a valid value; None when a coord is not literal."""
+    members = _member_value_spans(text, span[0])
+    keys = list(value)
+    desc_start, desc_end = members[keys.index("desc")]
+    geom_start, geom_end = members[keys.index(kind)]
+    coord_spans = []
+    for m in _STRING.finditer(text, geom_start, geom_end):
+        s, e = m.start() + 1, m.end() - 1
+        if text[s:e] not in _COORD_BINS:  # decoded to a coord token only through escapes
+            return None
+        coord_spans.append((s, e))
+    return ParsedObject(
+        index=index,
+        desc=value["desc"],
+        kind=kind,
+        coords=coords,
+        span=span,
+        entry_span=(entry_start, span[1]),
+        desc_span=(desc_start + 1, desc_end - 1),
+        coord_spans=tuple(coord_spans),
+        coord_token_positions=None,
+    )
+
+
+class _Scan:
+    """Mutable state of one scan; ``result`` builds the immutable parse."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.objects: list[ParsedObject] = []
+        self.entries: list[Entry] = []
+        self.dropped: dict[str, int] = {}
+        self.seen: set[int] = set()
+        self.max_index: int | None = None
+
+    def add_entry(self, key: str, entry_start: int, vspan: Span, value: Any, decoded: bool) -> None:
+        """Validate and record one complete entry (``decoded`` False: not valid JSON)."""
+        m = _OBJECT_KEY.fullmatch(key)
+        index = None if m is None else int(m.group(1))
+        if index is not None and (self.max_index is None or index > self.max_index):
+            self.max_index = index
+        reason: str | None
+        obj: ParsedObject | None = None
+        if index is None or _VALID_OBJECT_KEY.fullmatch(key) is None:
+            reason = "key_invalid"
+        else:
+            if index in self.seen:
+                reason = "duplicate_key"
+            elif not decoded:
+                reason = "invalid_json"
+            elif value is _DUPLICATE:
+                reason = "key_invalid"
+            else:
+                reason, kind, coords = _classify(value)
+                if reason is None and kind is not None:
+                    obj = _valid_object(self.text, index, value, kind, coords, vspan, entry_start)
+                    reason = "non_coord_token" if obj is None else None
+            self.seen.add(index)
+        entry_span = (entry_start, vspan[1])
+        if obj is not None:
+            self.entries.append(Entry(key, index, entry_span, None, len(self.objects)))
+            self.objects.append(obj)
+            return
+        assert reason is not None
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        self.entries.append(Entry(key, index, entry_span, reason, None))
+
+    def result(self, ending: Ending, cut: int) -> RolloutParse:
+        prefix = "{" if ending == "no_object" else self.text[:cut]
+        return RolloutParse(
+            text=self.text,
+            objects=tuple(self.objects),
+            entries=tuple(self.entries),
+            dropped={r: self.dropped[r] for r in DROP_REASONS if r in self.dropped},
+            ending=ending,
+            prefix_text=prefix,
+            max_object_index=self.max_index,
+        )
+
+
+def _decode_value(text: str, pos: int) -> tuple[Any, int | None, bool]:
+    """Decode the value at ``pos`` → (value, end or None when it runs off, decoded ok)."""
+    try:
+        value, end = _DECODER.raw_decode(text, pos)
+    except (ValueError, RecursionError):
+        return None, _value_extent(text, pos), False
+    if end == len(text) and not isinstance(value, dict | list | str):
+        return None, None, False  # a number or literal may continue past the end
+    return value, end, True
+
+
+def scan_text(text: str) -> RolloutParse:
+    """Parse response text cut at its first stop string (the body of :func:`parse_text`)."""
+    scan = _Scan(text)
+    n = len(text)
+    open_at = text.find("{")
+    if open_at < 0:
+        return scan.result("no_object", 0)
+    pos = cut = open_at + 1
+    first = True
+    while True:
+        pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+        if pos == n:
+            return scan.result("truncated", cut)
+        c = text[pos]
+        if c == "}" and first:
+            return scan.result("closed", cut)
+        if c != '"':
+            return scan.result("syntax_error", cut)
+        try:
+            key, key_end = scanstring(text, pos + 1)
+        except ValueError:
+            ending: Ending = "truncated" if _STRING.match(text, pos) is None else "syntax_error"
+            return scan.result(ending, cut)
+        entry_start = pos
+        pos = _WS.match(text, key_end).end()  # type: ignore[union-attr]
+        if pos == n:
+            return scan.result("truncated", cut)
+        if text[pos] != ":":
+            return scan.result("syntax_error", cut)
+        pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+        if pos == n:
+            return scan.result("truncated", cut)
+        if text[pos] in ",}]":
+            return scan.result("syntax_error", cut)
+        value, end, ok = _decode_value(text, pos)
+        if end is None:
+            return scan.result("truncated", cut)
+        scan.add_entry(key, entry_start, (pos, end), value, ok)
+        cut = end
+        pos = _WS.match(text, end).end()  # type: ignore[union-attr]
+        if pos == n:
+            return scan.result("truncated", cut)
+        if text[pos] == "}":
+            return scan.result("closed", cut)
+        if text[pos] != ",":
+            return scan.result("syntax_error", cut)
+        pos += 1
+        first = False
+
+
+def parse_text(text: str) -> RolloutParse:
+    """Parse an assistant answer given as text (no tokenizer): total, never raises.
+
+    The text is cut at its first stop string (``<|im_end|>``, ``<|endoftext|>``). Objects
+    are validated strictly; invalid entries are dropped and counted by reason. Token
+    fields of the result are None. Same input → same result, in every process.
+    """
+    return scan_text(text[: stop_index(text)])

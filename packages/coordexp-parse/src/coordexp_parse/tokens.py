@@ -1,0 +1,268 @@
+"""Token-aligned rollout parsing: token ids → text with exact token ↔ character spans.
+
+A :class:`RolloutParser` wraps a tokenizer (duck-typed, see :class:`TokenizerLike`),
+checks once that it has the coord tokens and the end token, and caches each token id's
+text piece. Parsing then maps every token to its character span, parses the text with
+:func:`~coordexp_parse.scanner.scan_text` and attaches token positions: each coordinate
+must be exactly one coord token id.
+"""
+
+from __future__ import annotations
+
+import weakref
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import replace
+from itertools import accumulate
+from typing import Protocol
+
+from coordexp_parse.codec import all_coord_tokens
+from coordexp_parse.parsed import DROP_REASONS, ParsedObject, RolloutParse, Span
+from coordexp_parse.scanner import scan_text, stop_index
+
+END_TOKEN = "<|im_end|>"
+_REPLACEMENT = "\ufffd"
+_MAX_GROUP = 8  # a group of byte pieces longer than this is decoded token by token
+_PROBE_TEXT = '{"object_1": {"desc": "café 🐶 ü", "bbox_2d": ["<|coord_0|>", "<|coord_999|>"]}}'
+_DECODE_ERRORS = (ValueError, OverflowError, IndexError, KeyError, TypeError)
+
+
+class TokenizerLike(Protocol):
+    """What the parser needs from a tokenizer; an HF fast tokenizer satisfies it.
+
+    - ``encode(text, add_special_tokens=False)`` → token ids; each coord token text and
+      ``<|im_end|>`` must encode to exactly one id.
+    - ``decode(ids)`` → text (special tokens kept). Decoding tokens one at a time and
+      concatenating must give the same text as decoding them together, except for byte
+      pieces of one multi-byte character (they decode to U+FFFD alone and are grouped).
+      Byte-level BPE tokenizers (GPT-2, Qwen) behave so; SentencePiece tokenizers that drop
+      a leading space when decoding a lone token do not.
+    """
+
+    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]:  # noqa: D102
+        ...
+
+    def decode(self, token_ids: list[int]) -> str:  # noqa: D102
+        ...
+
+
+class TokenizerError(ValueError):
+    """The tokenizer cannot be used for rollout parsing (raised when the parser is built)."""
+
+
+class Alignment:
+    """Token ids with the text they decode to and each token's character span."""
+
+    __slots__ = ("ends", "ids", "starts", "text")
+
+    def __init__(self, ids: list[int], text: str, starts: list[int], ends: list[int]) -> None:
+        self.ids = ids
+        self.text = text
+        self.starts = starts
+        self.ends = ends
+
+    def spans(self, offset: int = 0) -> list[Span]:
+        """The spans as (start, end) pairs, shifted by ``offset``."""
+        return [(s + offset, e + offset) for s, e in zip(self.starts, self.ends, strict=True)]
+
+
+class RolloutParser:
+    """A parser bound to one tokenizer: ``parse`` token ids, ``encode`` text, align pieces.
+
+    Args:
+        tokenizer: see :class:`TokenizerLike`.
+
+    Raises:
+        TokenizerError: the tokenizer lacks a coord token ``<|coord_k|>`` or ``<|im_end|>``
+            as a single token, or does not decode token by token.
+    """
+
+    def __init__(self, tokenizer: TokenizerLike) -> None:
+        self.tokenizer = tokenizer
+        self._pieces: dict[int, str] = {}
+        self._partial: set[int] = set()
+        tokens = all_coord_tokens()
+        ids = self.encode("".join(tokens))
+        if len(ids) != len(tokens) or any(
+            self._decode([i]) != t for i, t in zip(ids, tokens, strict=True)
+        ):
+            missing = next(t for t in tokens if not self._is_one_token(t))
+            raise TokenizerError(
+                f"the tokenizer lacks the coord tokens: {missing!r} does not encode to one "
+                "token id that decodes back to it. Add <|coord_0|>..<|coord_999|> to the "
+                "tokenizer (e.g. `coordexp-train expand-vocab`) before parsing rollouts."
+            )
+        self._pieces.update(zip(ids, tokens, strict=True))
+        self.coord_ids: tuple[int, ...] = tuple(ids)
+        self.coord_id_set = frozenset(ids)
+        end = self.encode(END_TOKEN)
+        if len(end) != 1 or self._decode(end) != END_TOKEN:
+            raise TokenizerError(
+                f"the tokenizer lacks {END_TOKEN!r} as one token (it encodes to {end}): "
+                "use a Qwen chat tokenizer or add the token."
+            )
+        self.end_token_id: int = end[0]
+        probe = self.align(self.encode(_PROBE_TEXT))
+        if probe.text != _PROBE_TEXT:
+            raise TokenizerError(
+                "the tokenizer does not decode token by token: decoding the tokens of "
+                f"{_PROBE_TEXT!r} one at a time gives {probe.text!r}. Use a byte-level BPE "
+                "tokenizer (such as Qwen's) with clean_up_tokenization_spaces=False."
+            )
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` with no special tokens added."""
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _is_one_token(self, text: str) -> bool:
+        ids = self.encode(text)
+        return len(ids) == 1 and self._decode(ids) == text
+
+    def _decode(self, ids: list[int]) -> str:
+        try:
+            return self.tokenizer.decode(ids)
+        except _DECODE_ERRORS:  # an id the tokenizer cannot decode is an empty piece
+            return ""
+
+    def _learn(self, token_id: int) -> None:
+        piece = self._decode([token_id])
+        if _REPLACEMENT in piece:
+            self._partial.add(token_id)
+        else:
+            self._pieces[token_id] = piece
+
+    def align(self, token_ids: Sequence[int]) -> Alignment:
+        """Decode ``token_ids`` and give every token its character span.
+
+        A token whose piece is only part of a character (it decodes to U+FFFD alone)
+        is grouped with the following tokens until the group decodes cleanly (at most 8
+        tokens; otherwise it stands alone); every token of a group gets the group's span.
+        """
+        ids = list(token_ids)
+        pieces = list(map(self._pieces.get, ids))
+        if None not in pieces:
+            ends = list(accumulate(map(len, pieces)))  # type: ignore[arg-type]
+            starts = [0, *ends[:-1]] if ends else []
+            return Alignment(ids, "".join(pieces), starts, ends)  # type: ignore[arg-type]
+        return self._align_slow(ids)
+
+    def _align_slow(self, ids: list[int]) -> Alignment:
+        for t in ids:
+            if t not in self._pieces and t not in self._partial:
+                self._learn(t)
+        parts: list[str] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        pos = 0
+        i = 0
+        n = len(ids)
+        while i < n:
+            piece = self._pieces.get(ids[i])
+            j = i + 1
+            if piece is None:
+                piece = self._decode([ids[i]])
+                for k in range(i + 2, min(n, i + _MAX_GROUP) + 1):
+                    group = self._decode(ids[i:k])
+                    if _REPLACEMENT not in group:
+                        piece, j = group, k
+                        break
+            parts.append(piece)
+            starts.extend([pos] * (j - i))
+            pos += len(piece)
+            ends.extend([pos] * (j - i))
+            i = j
+        return Alignment(ids, "".join(parts), starts, ends)
+
+    def parse(self, token_ids: Sequence[int]) -> RolloutParse:
+        """Parse response token ids (total: never raises; deterministic).
+
+        The response ends at the first stop string in its text (``<|im_end|>``,
+        ``<|endoftext|>``). Objects carry ``coord_token_positions``; a coordinate that is
+        not exactly one coord token id is dropped as ``non_coord_token``. The prefix comes
+        with its token ids and spans (see :class:`~coordexp_parse.RolloutParse`).
+        """
+        al = self.align(token_ids)
+        text = al.text[: stop_index(al.text)]
+        result = _attach_positions(scan_text(text), al, self.coord_id_set)
+        if result.ending == "no_object":
+            head = self.align(self.encode("{"))
+            return replace(
+                result, prefix_token_ids=tuple(head.ids), prefix_token_spans=tuple(head.spans())
+            )
+        cut = len(result.prefix_text)
+        k = bisect_right(al.ends, cut)
+        ids = al.ids[:k]
+        spans = al.spans()[:k]
+        if k < len(al.ids) and al.starts[k] < cut:  # the cut falls inside a token
+            start = al.starts[k]
+            tail = self.align(self.encode(text[start:cut]))
+            ids += tail.ids
+            spans += tail.spans(start)
+        return replace(result, prefix_token_ids=tuple(ids), prefix_token_spans=tuple(spans))
+
+
+def _attach_positions(
+    result: RolloutParse, al: Alignment, coord_ids: frozenset[int]
+) -> RolloutParse:
+    """Give each object its coord token positions; drop objects whose coords are not."""
+    kept: list[ParsedObject] = []
+    failed: set[int] = set()
+    starts, ends, ids = al.starts, al.ends, al.ids
+    for ordinal, obj in enumerate(result.objects):
+        positions = []
+        for s, e in obj.coord_spans:
+            t = bisect_right(ends, s)  # the first token ending after s (skips empty pieces)
+            if t == len(ids) or starts[t] != s or ends[t] != e or ids[t] not in coord_ids:
+                failed.add(ordinal)
+                break
+            positions.append(t)
+        else:
+            kept.append(replace(obj, coord_token_positions=tuple(positions)))
+    if not failed:
+        return replace(result, objects=tuple(kept))
+    dropped = dict(result.dropped)
+    dropped["non_coord_token"] = dropped.get("non_coord_token", 0) + len(failed)
+    entries = []
+    ordinal = 0
+    for entry in result.entries:
+        if entry.ordinal is None:
+            entries.append(entry)
+        elif entry.ordinal in failed:
+            entries.append(replace(entry, reason="non_coord_token", ordinal=None))
+        else:
+            entries.append(replace(entry, ordinal=ordinal))
+            ordinal += 1
+    return replace(
+        result,
+        objects=tuple(kept),
+        entries=tuple(entries),
+        dropped={r: dropped[r] for r in DROP_REASONS if r in dropped},
+    )
+
+
+_PARSERS: weakref.WeakKeyDictionary[object, RolloutParser] = weakref.WeakKeyDictionary()
+
+
+def parser_for(tokenizer: TokenizerLike) -> RolloutParser:
+    """The cached :class:`RolloutParser` of ``tokenizer`` (built on first use).
+
+    Raises:
+        TokenizerError: see :class:`RolloutParser`.
+    """
+    try:
+        return _PARSERS[tokenizer]
+    except KeyError:
+        parser = _PARSERS[tokenizer] = RolloutParser(tokenizer)
+        return parser
+    except TypeError:  # not weak-referenceable or not hashable: no cache
+        return RolloutParser(tokenizer)
+
+
+def parse_rollout(token_ids: Sequence[int], tokenizer: TokenizerLike) -> RolloutParse:
+    """Parse response token ids with ``tokenizer`` (see :meth:`RolloutParser.parse`).
+
+    Raises:
+        TokenizerError: only when the tokenizer itself is unusable (checked once per
+            tokenizer); any token sequence parses.
+    """
+    return parser_for(tokenizer).parse(token_ids)
