@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
 # Launch a CoordExp training run after a strict preflight of its config.
 #
-#   scripts/launch.sh [--dry-run] CONFIG [key.path=value ...]
+#   scripts/launch.sh [--dry-run] CONFIG [KEY=VALUE ...]
 #
-# 1. `coordexp-preflight --config CONFIG [overrides]` loads and validates the config and
-#    prints shell assignments; an invalid config stops here with every problem listed.
+# 1. `coordexp-preflight --config CONFIG --override KEY=VALUE ...` loads and validates the
+#    config and prints shell assignments; an invalid config stops here, every problem listed.
 # 2. The assignments are eval'ed and ROLLOUT_CONTRACT_JSON is validated
 #    (`coordexp-preflight --check`): a malformed or incomplete contract stops the launch.
-# 3. In vLLM server mode each server's /health is probed (bounded by 5 s per server);
-#    set COORDEXP_SKIP_SERVER_CHECK=1 to skip (e.g. servers still starting).
-# 4. `coordexp-train --config CONFIG [overrides]` runs; with NPROC_PER_NODE=N > 1 it runs
-#    under `torchrun --nproc_per_node N`. `--dry-run` prints the command instead.
+# 3. In vLLM server mode each server's /health is probed (at most 5 s per server); set
+#    COORDEXP_SKIP_SERVER_CHECK=1 to skip it (e.g. while the servers are still starting).
+# 4. `coordexp-train --config CONFIG --override KEY=VALUE ...` runs; with NPROC_PER_NODE=N
+#    (N > 1) it runs as `torchrun --nproc_per_node N -m coordexp_train ...`.
+#    `--dry-run` prints that command instead of running it.
 #
-# Tools are taken from PATH (an activated environment or `uv run`) or else run with
-# `uv run` from the repository.
+# Tools come from PATH (an activated environment, or under `uv run`), else `uv run` in
+# this repository.
 set -euo pipefail
 
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
 }
 
 tool() {
@@ -39,8 +40,16 @@ if [[ $# -lt 1 || "$1" == -* ]]; then
 fi
 config=$1
 shift
+overrides=()
+for kv in "$@"; do
+    if [[ "$kv" != *=* ]]; then
+        echo "launch: expected KEY=VALUE overrides after the config, got '$kv'" >&2
+        exit 2
+    fi
+    overrides+=(--override "$kv")
+done
 
-if ! preflight=$(tool coordexp-preflight --config "$config" "$@"); then
+if ! preflight=$(tool coordexp-preflight --config "$config" "${overrides[@]}"); then
     echo "launch: preflight rejected $config (see above)" >&2
     exit 1
 fi
@@ -67,14 +76,16 @@ if [[ "$COORDEXP_VLLM_MODE" == server && "${COORDEXP_SKIP_SERVER_CHECK:-0}" != 1
     done
 fi
 
-cmd=(coordexp-train --config "$COORDEXP_CONFIG" "$@")
 nproc=${NPROC_PER_NODE:-1}
 if [[ ! "$nproc" =~ ^[1-9][0-9]*$ ]]; then
     echo "launch: NPROC_PER_NODE must be a positive integer, got '$nproc'" >&2
     exit 2
 fi
+train_args=(--config "$COORDEXP_CONFIG" "${overrides[@]}")
 if ((nproc > 1)); then
-    cmd=(torchrun --nproc_per_node "$nproc" --no-python "${cmd[@]}")
+    cmd=(torchrun --nproc_per_node "$nproc" -m coordexp_train "${train_args[@]}")
+else
+    cmd=(coordexp-train "${train_args[@]}")
 fi
 
 if ((dry_run)); then

@@ -38,7 +38,7 @@ def test_reference_documents_every_key_and_removed_knob() -> None:
 def test_check_reports_ok_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(SERVER_CONFIG)]) == 0
     assert capsys.readouterr().out == f"{SERVER_CONFIG}: ok (stage2_ab_training)\n"
-    assert main(["check", str(SERVER_CONFIG), "stage2_ab.schedule.b_ratio=2"]) == 2
+    assert main(["check", str(SERVER_CONFIG), "--override", "stage2_ab.schedule.b_ratio=2"]) == 2
     err = capsys.readouterr().err
     assert "stage2_ab.schedule.b_ratio (override 'stage2_ab.schedule.b_ratio=2')" in err
     assert "must be in [0, 1], got 2.0" in err
@@ -47,7 +47,7 @@ def test_check_reports_ok_and_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_show_prints_the_resolved_config_that_loads_back(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["show", str(SERVER_CONFIG), "training.seed=5"]) == 0
+    assert main(["show", str(SERVER_CONFIG), "--override", "training.seed=5"]) == 0
     shown = capsys.readouterr().out
     path = tmp_path / "shown.yaml"
     path.write_text(shown)

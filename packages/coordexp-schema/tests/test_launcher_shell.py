@@ -69,16 +69,22 @@ def test_launcher_dry_run_prints_the_training_command() -> None:
     run = bash('scripts/launch.sh --dry-run "$1" training.seed=7', str(SERVER_CONFIG), env=env)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == [
-        "torchrun",
-        "--nproc_per_node",
-        "2",
-        "--no-python",
-        "coordexp-train",
-        "--config",
-        str(SERVER_CONFIG),
-        "training.seed=7",
-    ]
+        "torchrun", "--nproc_per_node", "2", "-m", "coordexp_train", "--config",
+        str(SERVER_CONFIG), "--override", "training.seed=7",
+    ]  # fmt: skip
     assert "launch: stage2_ab_training, rollout backend vllm (server)" in run.stderr
+
+
+def test_launcher_runs_coordexp_train_on_one_process() -> None:
+    env = {**ENV, "COORDEXP_SKIP_SERVER_CHECK": "1"}
+    run = bash('scripts/launch.sh --dry-run "$1"', str(SERVER_CONFIG), env=env)
+    assert run.stdout.split() == ["coordexp-train", "--config", str(SERVER_CONFIG)]
+
+
+def test_launcher_rejects_arguments_that_are_not_overrides() -> None:
+    run = bash('scripts/launch.sh --dry-run "$1" --verbose', str(SERVER_CONFIG))
+    assert run.returncode == 2
+    assert "expected KEY=VALUE overrides after the config, got '--verbose'" in run.stderr
 
 
 def test_launcher_stops_on_an_invalid_config() -> None:

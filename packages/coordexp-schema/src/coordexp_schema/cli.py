@@ -1,8 +1,8 @@
 """``coordexp-config``: check, show, JSON Schema and reference docs of CoordExp configs.
 
 Usage:
-    coordexp-config check CONFIG [key=value ...]   # validate; exit 2 with every problem
-    coordexp-config show CONFIG [key=value ...] [--format yaml|json]
+    coordexp-config check CONFIG [--override KEY=VALUE ...]  # exit 2 listing every problem
+    coordexp-config show CONFIG [--override KEY=VALUE ...] [--format yaml|json]
     coordexp-config schema                         # JSON Schema of the whole config
     coordexp-config docs                           # Markdown reference (docs/configuration.md)
 """
@@ -27,7 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("check", "validate a config"), ("show", "print the resolved config")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("config", help="YAML config file")
-        cmd.add_argument("overrides", nargs="*", help="dotted overrides, key.path=value")
+        cmd.add_argument(
+            "--override",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="dotted override applied after the YAML, e.g. training.seed=3 (repeatable)",
+        )
         if name == "show":
             cmd.add_argument("--format", choices=("yaml", "json"), default="yaml")
     sub.add_parser("schema", help="print the JSON Schema of the config")
@@ -45,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(reference_markdown())
         return 0
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.override)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

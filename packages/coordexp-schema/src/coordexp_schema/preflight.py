@@ -1,8 +1,8 @@
 """``coordexp-preflight``: resolve a config into shell assignments, or check a contract.
 
 Usage:
-    coordexp-preflight --config CONFIG [key=value ...]   # print assignments to eval
-    coordexp-preflight --check [VALUE|-]                 # validate a ROLLOUT_CONTRACT_JSON
+    coordexp-preflight --config CONFIG [--override KEY=VALUE ...]  # assignments to eval
+    coordexp-preflight --check [VALUE|-]  # validate a ROLLOUT_CONTRACT_JSON value
 
 Exit status: 0 ok, 1 invalid contract, 2 invalid config or usage. Nothing is printed on
 stdout when the config is invalid, so ``eval`` of the output never runs a half result.
@@ -34,10 +34,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="VALUE",
         help="validate a ROLLOUT_CONTRACT_JSON value (from stdin when '-' or omitted)",
     )
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, key.path=value")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override applied after the YAML, e.g. training.seed=3 (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.check is not None:
-        if args.overrides:
+        if args.override:
             parser.error("--check takes no overrides")
         value = sys.stdin.read() if args.check == "-" else args.check
         try:
@@ -47,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return 0
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.override)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
