@@ -31,9 +31,11 @@ A CoordExp run is driven by one YAML file, parsed strictly against typed datacla
    them. Bases merge in order, then the file on top: mappings merge key by key, lists and
    scalars are replaced, and `null` replaces a base value (`rollout_matching: null`
    removes a section a base defined).
-3. Command-line overrides `dotted.key=value` (e.g. `training.learning_rate=1e-5`,
-   `rollout_matching.vllm.server.servers[0].base_url=http://10.0.0.5:8000`) are applied;
-   the value is read as YAML.
+3. Command-line overrides `dotted.key=value` are applied in order, e.g.
+   `--override training.learning_rate=1e-5` or
+   `--override rollout_matching.vllm.server.servers[0].base_url=http://10.0.0.5:8000`
+   (`coordexp-train`, `coordexp-config`, `coordexp-preflight`; `scripts/launch.sh` takes
+   them as `KEY=VALUE` arguments after the config). The value is read as YAML.
 4. The result is parsed strictly: an unknown key anywhere (`custom.extra` excepted), a
    removed key, a wrong type or a missing required key is an error naming its dotted
    path, the file, line and column that wrote it, and what to do. Value rules (ranges,
