@@ -25,7 +25,8 @@ PACKAGE_NAMES = sorted(p.name for p in PACKAGES.iterdir() if (p / "pyproject.tom
 RUNTIME_ALLOW: dict[str, set[str]] = {
     "coordexp-parse": set(),
     "coordexp-pack": set(),
-    "coordexp-schema": {"yaml"},
+    # `cython_runtime` is the pseudo-module every Cython extension registers (PyYAML's _yaml).
+    "coordexp-schema": {"yaml", "cython_runtime"},
 }
 RUNTIME_DENY: dict[str, set[str]] = {"coordexp-match": {"torch", "transformers"}}
 LIGHT_PACKAGES = sorted(RUNTIME_ALLOW.keys() | RUNTIME_DENY.keys())
