@@ -53,6 +53,20 @@ def test_eval_of_preflight_output_round_trips_the_contract() -> None:
     assert mode == "server"
 
 
+def test_preflight_output_is_identical_across_hash_seeds() -> None:
+    outputs = {
+        subprocess.run(
+            ["coordexp-preflight", "--config", str(SERVER_CONFIG)],
+            capture_output=True,
+            env={**ENV, "PYTHONHASHSEED": seed},
+            check=True,
+            timeout=60,
+        ).stdout
+        for seed in ("0", "1", "12345")
+    }
+    assert len(outputs) == 1
+
+
 def test_check_mode_accepts_the_evaluated_contract_and_rejects_a_stripped_one() -> None:
     run = bash(
         'eval "$(coordexp-preflight --config "$1")" && '
