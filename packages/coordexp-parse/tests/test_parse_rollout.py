@@ -229,3 +229,12 @@ def test_random_truncation_of_valid_token_answers(
     parse = parse_rollout(ids[:k], FAKE)
     assert parse.objects == tuple(o for o in full.objects if o.span[1] <= len(parse.text))
     check_token_invariants(parse, FAKE, ids)
+
+
+@pytest.mark.parametrize("tokenizer", [HF, FAKE], ids=["hf", "fake"])
+def test_a_genuine_replacement_character_in_a_desc_survives(tokenizer: Any) -> None:
+    obj = DetObject("a\ufffd\ufffdb é", "bbox_2d", (1, 2, 3, 4))
+    ids = encode(tokenizer, render_objects([obj]))
+    parse = parse_rollout(ids, tokenizer)
+    assert [o.to_det_object() for o in parse.objects] == [obj]
+    assert parse.text == tokenizer.decode(ids)

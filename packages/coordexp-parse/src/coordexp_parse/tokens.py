@@ -80,7 +80,7 @@ class RolloutParser:
     def __init__(self, tokenizer: TokenizerLike) -> None:
         self.tokenizer = tokenizer
         self._pieces: dict[int, str] = {}
-        self._partial: set[int] = set()
+        self._partial: dict[int, str] = {}  # pieces that are only part of a character
         tokens = all_coord_tokens()
         ids = self.encode("".join(tokens))
         if len(ids) != len(tokens) or any(
@@ -127,16 +127,35 @@ class RolloutParser:
     def _learn(self, token_id: int) -> None:
         piece = self._decode([token_id])
         if _REPLACEMENT in piece:
-            self._partial.add(token_id)
+            self._partial[token_id] = piece
         else:
             self._pieces[token_id] = piece
+
+    def _group(self, ids: list[int], i: int) -> tuple[int, str]:
+        """End and text of the group starting at the partial token ``i``.
+
+        The group ends at the first boundary j where decoding across it changes nothing:
+        ``decode(ids[i:j]) + piece(ids[j]) == decode(ids[i:j + 1])`` (or at the end).
+        """
+        limit = min(len(ids), i + _MAX_GROUP)
+        text = self._partial[ids[i]]
+        for j in range(i + 1, limit):
+            nxt = self._pieces.get(ids[j])
+            if nxt is None:
+                nxt = self._partial[ids[j]]
+            joined = self._decode(ids[i : j + 1])
+            if joined == text + nxt:
+                return j, text
+            text = joined
+        return limit, text
 
     def align(self, token_ids: Sequence[int]) -> Alignment:
         """Decode ``token_ids`` and give every token its character span.
 
         A token whose piece is only part of a character (it decodes to U+FFFD alone)
-        is grouped with the following tokens until the group decodes cleanly (at most 8
-        tokens; otherwise it stands alone); every token of a group gets the group's span.
+        starts a group that extends over the following tokens up to the first boundary
+        that decoding does not cross (at most 8 tokens); every token of a group gets the
+        group's span and the group's text is what the tokens decode to together.
         """
         ids = list(token_ids)
         pieces = list(map(self._pieces.get, ids))
@@ -150,6 +169,7 @@ class RolloutParser:
         for t in ids:
             if t not in self._pieces and t not in self._partial:
                 self._learn(t)
+
         parts: list[str] = []
         starts: list[int] = []
         ends: list[int] = []
@@ -160,12 +180,7 @@ class RolloutParser:
             piece = self._pieces.get(ids[i])
             j = i + 1
             if piece is None:
-                piece = self._decode([ids[i]])
-                for k in range(i + 2, min(n, i + _MAX_GROUP) + 1):
-                    group = self._decode(ids[i:k])
-                    if _REPLACEMENT not in group:
-                        piece, j = group, k
-                        break
+                j, piece = self._group(ids, i)
             parts.append(piece)
             starts.extend([pos] * (j - i))
             pos += len(piece)
