@@ -3,9 +3,10 @@
 - Objects: top to bottom, then left to right, by the top-left of each geometry
   (``(min y, min x)`` over its points); ties keep the input order (a stable sort).
 - Polygon vertices keep their cyclic order (they are never sorted by x or y, which would
-  self-intersect); a repeated closing vertex is dropped, the ring is turned clockwise
-  on screen (image y points down; a ring with zero signed area keeps its direction) and
-  rotated to start at the top-most, then left-most vertex.
+  self-intersect). A vertex equal to the one before it (cyclically, so a repeated closing
+  vertex too) is dropped unless fewer than 3 points would remain; the ring is turned
+  clockwise on screen (image y points down; a ring with zero signed area keeps its
+  direction) and rotated to start at the top-most, then left-most vertex.
 
 Both are pure and deterministic.
 """
@@ -35,14 +36,17 @@ def canonical_order(objects: Sequence[Obj]) -> list[Obj]:
 def canonical_polygon(coords: Sequence[N]) -> tuple[N, ...]:
     """Canonical vertex order of a flat polygon ``x1, y1, x2, y2, …`` (see module doc).
 
+    Idempotent: canonicalising a canonical polygon changes nothing.
+
     Raises:
         ValueError: ``coords`` has an odd length or fewer than 3 points.
     """
     if len(coords) % 2 or len(coords) < 6:
         raise ValueError(f"a polygon needs an even number (>= 6) of values, got {len(coords)}")
     points = [(coords[i], coords[i + 1]) for i in range(0, len(coords), 2)]
-    if len(points) > 3 and points[0] == points[-1]:
-        points.pop()
+    distinct = [p for i, p in enumerate(points) if p != points[i - 1]]
+    if len(distinct) >= 3:
+        points = distinct
     twice_area = sum(
         x0 * y1 - x1 * y0
         for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1], strict=True)
