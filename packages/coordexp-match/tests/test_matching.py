@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -139,6 +140,20 @@ def test_empty_cases() -> None:
     assert match([], [a, b], fn_cost=0.5) == MatchResult([], [], [], [0, 1], 1.0)
     assert match([a, b], [], fp_cost=2.0) == MatchResult([], [], [0, 1], [], 4.0)
     assert match([], []) == MatchResult([], [], [], [], 0.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(objects(), max_size=7), costs, costs)
+def test_one_empty_side_leaves_the_other_all_unmatched(
+    objs: list[DetObject], fp: float, fn: float
+) -> None:
+    everything = list(range(len(objs)))
+    assert match([], objs, fp_cost=fp, fn_cost=fn) == MatchResult(
+        [], [], [], everything, math.fsum([fn] * len(objs))
+    )
+    assert match(objs, [], fp_cost=fp, fn_cost=fn) == MatchResult(
+        [], [], everything, [], math.fsum([fp] * len(objs))
+    )
 
 
 def test_objective_on_a_worked_example() -> None:

@@ -196,17 +196,18 @@ def test_chunked_rasterisation_matches_one_by_one(monkeypatch: pytest.MonkeyPatc
 
     shapes = [rect(i * 10, i * 20, 500 + i, 600 + i) for i in range(7)]
     together = rasterise(shapes, 64)
-    monkeypatch.setattr(raster, "_CHUNK_BYTES", 64 * 65 * 2)  # two objects per group
+    monkeypatch.setattr(raster, "_CHUNK_BYTES", 64 * 64 * 2)  # two objects per group
     np.testing.assert_array_equal(rasterise(shapes, 64), together)
     singles = np.concatenate([rasterise([s], 64) for s in shapes])
     np.testing.assert_array_equal(together, singles)
 
 
-def test_mask_iou_counts_pixels_and_defines_empty_unions() -> None:
+def test_mask_iou_counts_pixels_and_marks_empty_unions() -> None:
     a = np.zeros((2, 16), dtype=bool)
     b = np.zeros((2, 16), dtype=bool)
     a[0, :8] = True
     b[0, 4:12] = True
-    identical = np.array([[False, False], [False, True]])
-    iou = mask_iou(a, b, identical)
-    assert iou.tolist() == [[4 / 12, 0.0], [0.0, 1.0]]
+    iou = mask_iou(a, b)
+    assert iou[0].tolist() == [4 / 12, 0.0]
+    assert iou[1, 0] == 0.0
+    assert np.isnan(iou[1, 1])  # both empty: left to iou_matrix (identical or not)

@@ -46,8 +46,12 @@ def assign(
     ``fn_cost`` (missed); dummy rows on dummy columns cost 0; everything else is
     ``forbidden``. Forbidden entries are never chosen: leaving everything unmatched is a
     feasible assignment costing n·fp_cost + m·fn_cost < ``forbidden``, and every entry is
-    >= 0, so any assignment holding a forbidden entry costs more than that one. Preds and
-    GTs with no allowed pair are left out of the matrix (they are unmatched anyway).
+    >= 0, so any assignment holding a forbidden entry costs more than that one.
+
+    Two exact shortcuts keep the matrix small: preds and GTs with no allowed pair are
+    left out (unmatched in every assignment), and a pred and GT that are each other's
+    only candidate form a problem of their own, decided in closed form (matched when
+    1 − IoU <= fp_cost + fn_cost).
 
     Args:
         iou: (n, m) IoU matrix.
@@ -58,23 +62,34 @@ def assign(
     Returns:
         Matched (pred, GT) index pairs, in pred order. Deterministic for a given matrix.
     """
-    # Preds and GTs without any allowed pair are unmatched in every assignment; leave
-    # them out of the solver.
-    rows = np.flatnonzero(allowed.any(axis=1))
-    cols = np.flatnonzero(allowed.any(axis=0))
+    solo = _isolated_pairs(allowed)
+    solo_rows, solo_cols = np.nonzero(solo)
+    keep = 1.0 - iou[solo_rows, solo_cols] <= fp_cost + fn_cost
+    pairs = list(zip(solo_rows[keep].tolist(), solo_cols[keep].tolist(), strict=True))
+    # Everything else with a candidate goes to the solver; the rest is unmatched anyway.
+    rows = np.flatnonzero(allowed.any(axis=1) & ~solo.any(axis=1))
+    cols = np.flatnonzero(allowed.any(axis=0) & ~solo.any(axis=0))
     n, m = rows.size, cols.size
-    if n == 0 or m == 0:
-        return []
-    forbidden = 2.0 * (n * fp_cost + m * fn_cost) + 2.0
-    cost = np.full((n + m, n + m), forbidden)
-    sub = np.ix_(rows, cols)
-    cost[:n, :m] = np.where(allowed[sub], 1.0 - iou[sub], forbidden)
-    cost[np.arange(n), m + np.arange(n)] = fp_cost
-    cost[n + np.arange(m), np.arange(m)] = fn_cost
-    cost[n:, m:] = 0.0
-    solved_rows, solved_cols = linear_sum_assignment(cost)
-    return [
-        (int(rows[r]), int(cols[c]))
-        for r, c in zip(solved_rows, solved_cols, strict=True)
-        if r < n and c < m
-    ]
+    if n and m:
+        forbidden = 2.0 * (n * fp_cost + m * fn_cost) + 2.0
+        cost = np.full((n + m, n + m), forbidden)
+        sub = np.ix_(rows, cols)
+        cost[:n, :m] = np.where(allowed[sub], 1.0 - iou[sub], forbidden)
+        cost[np.arange(n), m + np.arange(n)] = fp_cost
+        cost[n + np.arange(m), np.arange(m)] = fn_cost
+        cost[n:, m:] = 0.0
+        solved_rows, solved_cols = linear_sum_assignment(cost)
+        pairs += [
+            (int(rows[r]), int(cols[c]))
+            for r, c in zip(solved_rows, solved_cols, strict=True)
+            if r < n and c < m
+        ]
+    return sorted(pairs)
+
+
+def _isolated_pairs(allowed: BoolArray) -> BoolArray:
+    """Allowed pairs whose pred and GT have no other candidate: components of their own."""
+    only_for_pred = allowed.sum(axis=1) == 1
+    only_for_gt = allowed.sum(axis=0) == 1
+    solo: BoolArray = allowed & only_for_pred[:, None] & only_for_gt[None, :]
+    return solo

@@ -16,6 +16,8 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from coordexp_parse import DetObject
+
 IMAGE_SIDE = 999.0
 """Side of the image square [0, IMAGE_SIDE]² in norm1000 units."""
 
@@ -38,7 +40,11 @@ class Geometry(Protocol):
 
 
 class Shape(NamedTuple):
-    """A validated geometry. Two objects are *identical* when their shapes are equal."""
+    """A validated geometry. Two objects are *identical* when their shapes are equal.
+
+    ``coords`` holds ints (from a DetObject) or floats; equal values compare and hash
+    equal either way.
+    """
 
     kind: str
     coords: tuple[float, ...]
@@ -103,6 +109,9 @@ def read_shapes(objects: Sequence[Geometry], name: str) -> list[Shape]:
     """
     shapes: list[Shape] = []
     for i, obj in enumerate(objects):
+        if type(obj) is DetObject:  # validated on construction: ints in 0..999
+            shapes.append(Shape(obj.kind, obj.coords))
+            continue
         try:
             kind, coords = obj.kind, obj.coords
         except AttributeError:

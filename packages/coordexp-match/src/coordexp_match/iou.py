@@ -61,30 +61,31 @@ def iou_matrix(
 def shape_iou(preds: Sequence[Shape], gts: Sequence[Shape], resolution: int) -> FloatArray:
     """``iou_matrix`` on already validated shapes."""
     n, m = len(preds), len(gts)
-    iou = np.zeros((n, m), dtype=np.float64)
     if n == 0 or m == 0:
-        return iou
-    ids: dict[Shape, int] = {}
-    pred_id = np.array([ids.setdefault(s, len(ids)) for s in preds])
-    gt_id = np.array([ids.setdefault(s, len(ids)) for s in gts])
-    identical = pred_id[:, None] == gt_id[None, :]
+        return np.zeros((n, m), dtype=np.float64)
     pred_poly = np.array([s.is_poly for s in preds])
     gt_poly = np.array([s.is_poly for s in gts])
-
-    pb, gb = np.flatnonzero(~pred_poly), np.flatnonzero(~gt_poly)
-    if pb.size and gb.size:
-        boxes_p = np.array([preds[i].coords for i in pb], dtype=np.float64)
-        boxes_g = np.array([gts[j].coords for j in gb], dtype=np.float64)
-        iou[np.ix_(pb, gb)] = box_iou(boxes_p, boxes_g, identical[np.ix_(pb, gb)])
-
-    # A pred needs a mask when it is a polygon or meets a polygon GT; likewise a GT.
-    pm = np.flatnonzero(pred_poly | gt_poly.any())
-    gm = np.flatnonzero(gt_poly | pred_poly.any())
-    if pm.size and gm.size:
+    if not (pred_poly.any() or gt_poly.any()):
+        iou = box_iou(_boxes(preds), _boxes(gts))
+    else:
+        iou = np.zeros((n, m), dtype=np.float64)
+        pb, gb = np.flatnonzero(~pred_poly), np.flatnonzero(~gt_poly)
+        if pb.size and gb.size:
+            boxes_p, boxes_g = _boxes([preds[i] for i in pb]), _boxes([gts[j] for j in gb])
+            iou[np.ix_(pb, gb)] = box_iou(boxes_p, boxes_g)
+        # A pred needs a mask when it is a polygon or meets a polygon GT; likewise a GT.
+        pm = np.flatnonzero(pred_poly | gt_poly.any())
+        gm = np.flatnonzero(gt_poly | pred_poly.any())
         masks_p = rasterise([preds[i].vertices() for i in pm], resolution)
         masks_g = rasterise([gts[j].vertices() for j in gm], resolution)
-        block = mask_iou(masks_p, masks_g, identical[np.ix_(pm, gm)])
         uses_mask = pred_poly[pm][:, None] | gt_poly[gm][None, :]
         sub = np.ix_(pm, gm)
-        iou[sub] = np.where(uses_mask, block, iou[sub])
+        iou[sub] = np.where(uses_mask, mask_iou(masks_p, masks_g), iou[sub])
+    # Empty unions (NaN so far): 1.0 between identical objects, else 0.0.
+    for i, j in np.argwhere(np.isnan(iou)).tolist():
+        iou[i, j] = float(preds[i] == gts[j])
     return iou
+
+
+def _boxes(shapes: Sequence[Shape]) -> FloatArray:
+    return np.array([s.coords for s in shapes], dtype=np.float64).reshape(-1, 4)

@@ -60,7 +60,7 @@ def _check_options(gate: object, top_k: object, fp_cost: object, fn_cost: object
 
 def _canonical_order(shapes: Sequence[Shape]) -> list[int]:
     """Indices sorted by shape (kind, then coordinates), identical shapes by index."""
-    return sorted(range(len(shapes)), key=lambda i: (shapes[i], i))
+    return sorted(range(len(shapes)), key=shapes.__getitem__)  # stable: ties by index
 
 
 def _groups(shapes: Sequence[Shape]) -> list[int]:
@@ -155,7 +155,8 @@ def match(
     allowed = candidates(iou, float(gate), None if top_k is None else int(top_k))
     unmatched_pred, unmatched_gt = float(fp_cost), float(fn_cost)
     chosen = assign(iou, allowed, unmatched_pred, unmatched_gt)
-    chosen = _interchange_identical(chosen, _groups(sorted_preds), _groups(sorted_gts))
+    if len(set(sorted_preds)) < len(sorted_preds) or len(set(sorted_gts)) < len(sorted_gts):
+        chosen = _interchange_identical(chosen, _groups(sorted_preds), _groups(sorted_gts))
 
     matched = sorted((pred_order[p], gt_order[g], float(iou[p, g])) for p, g in chosen)
     pairs = [(p, g) for p, g, _ in matched]

@@ -46,7 +46,9 @@ def rasterise(polygons: Sequence[FloatArray], resolution: int) -> BoolArray:
     r = resolution
     masks = np.zeros((len(polygons), r * r), dtype=np.bool_)
     solid = [i for i, p in enumerate(polygons) if not _is_flat(p)]
-    group = max(1, _CHUNK_BYTES // (r * (r + 1)))
+    group = max(1, _CHUNK_BYTES // (r * r))
+    if len(solid) == len(polygons) <= group:
+        return _rasterise_group(polygons, r)
     for start in range(0, len(solid), group):
         chunk = solid[start : start + group]
         masks[chunk] = _rasterise_group([polygons[i] for i in chunk], r)
@@ -76,27 +78,32 @@ def _rasterise_group(polygons: Sequence[FloatArray], r: int) -> BoolArray:
     edge, row = np.nonzero((y0[:, None] <= centre_y) & (centre_y < y1[:, None]))
     t = (centre_y[row] - y0[edge]) / (y1[edge] - y0[edge])
     x = x0[edge] + t * (x1[edge] - x0[edge])
-    # The crossing flips parity for every pixel whose centre is at or right of it.
-    column = np.clip(np.ceil(x - 0.5), 0, r).astype(np.intp)
-    toggles = np.zeros((len(polygons), r, r + 1), dtype=np.uint8)
-    np.add.at(toggles, (owner[edge], row, column), 1)
+    # The crossing flips parity for every pixel whose centre is at or right of it
+    # (a crossing right of the last centre flips none).
+    column = np.maximum(np.ceil(x - 0.5), 0)
+    on_canvas = column < r
+    toggles = np.zeros((len(polygons), r, r), dtype=np.uint8)
+    np.add.at(
+        toggles,
+        (owner[edge[on_canvas]], row[on_canvas], column[on_canvas].astype(np.intp)),
+        1,
+    )
     toggles &= 1
-    inside = np.bitwise_xor.accumulate(toggles[:, :, :r], axis=2)
+    inside = np.bitwise_xor.accumulate(toggles, axis=2, out=toggles)
     return inside.reshape(len(polygons), r * r).view(np.bool_)
 
 
-def mask_iou(a: BoolArray, b: BoolArray, identical: BoolArray) -> FloatArray:
+def mask_iou(a: BoolArray, b: BoolArray) -> FloatArray:
     """IoU of every mask in ``a`` with every mask in ``b`` (pixel counts).
 
     Args:
         a: (n, P) boolean masks.
         b: (m, P) boolean masks on the same canvas.
-        identical: (n, m) whether the two objects have equal geometry; decides pairs
-            whose masks are both empty: 1.0 when identical, else 0.0.
 
     Returns:
-        (n, m) float64 IoU in [0, 1], never NaN. Counts are exact (float32 holds
-        integers up to 2**24 exactly and a canvas has at most 4096² = 2**24 pixels).
+        (n, m) float64 IoU in [0, 1], and NaN exactly where both masks are empty: the
+        caller decides those pairs. Counts are exact (float32 holds integers up to
+        2**24 exactly and a canvas has at most 4096² = 2**24 pixels).
     """
     n, pixels = a.shape
     m = b.shape[0]
@@ -106,9 +113,9 @@ def mask_iou(a: BoolArray, b: BoolArray, identical: BoolArray) -> FloatArray:
         fa = a[:, c : c + step].astype(np.float32)
         fb = b[:, c : c + step].astype(np.float32)
         inter += fa @ fb.T
-    area_a = a.sum(axis=1, dtype=np.float64)
-    area_b = b.sum(axis=1, dtype=np.float64)
+    area_a = np.count_nonzero(a, axis=1).astype(np.float64)
+    area_b = np.count_nonzero(b, axis=1).astype(np.float64)
     union = area_a[:, None] + area_b[None, :] - inter
-    empty = union <= 0.0
-    iou = inter / np.where(empty, 1.0, union)
-    return np.where(empty, identical.astype(np.float64), iou)
+    union[union <= 0.0] = np.nan
+    inter /= union
+    return inter
