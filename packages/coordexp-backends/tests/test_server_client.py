@@ -1,0 +1,317 @@
+"""The vLLM server client's chunking, ordering, retries, timeouts and sync calls.
+
+The servers here are a TEST DOUBLE: a stdlib ``http.server`` on loopback that speaks the
+subset of vLLM's OpenAI server API the client uses (``/health``, ``/v1/models``,
+``/v1/completions`` with token-id prompts, and the dev-mode sync routes), so that network
+failures (HTTP 500, dropped connections, slowness, a dead port) can be produced on demand.
+The same client against real vLLM servers is proven in ``test_vllm_engines.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordexp_backends import DecodeParams, RolloutError, ServerError
+from coordexp_backends.fleet import Fleet
+from coordexp_backends.vllm_server import VLLMServerBackend
+
+PARAMS = DecodeParams(max_new_tokens=8)
+EOS = 2
+
+
+class DoubleServer:
+    """A loopback HTTP server imitating vLLM's routes; ``mode`` sets its failure."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"  # ok | fail500 | drop | slow | reject400
+        self.delay_s = 0.0
+        self.chunks: list[list[list[int]]] = []
+        self.calls: list[tuple[str, Any]] = []
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, code: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path == "/health":
+                    self._send(200, {})
+                elif self.path == "/v1/models":
+                    self._send(200, {"data": [{"id": "tiny"}]})
+                else:
+                    self._send(404, {"error": self.path})
+
+            def do_POST(self) -> None:
+                n = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(n) or b"{}")
+                double.calls.append((self.path, body))
+                if self.path != "/v1/completions":
+                    self._send(200, {})
+                    return
+                if double.mode == "drop":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if double.mode == "fail500":
+                    self._send(500, {"error": "engine died"})
+                    return
+                if double.mode == "reject400":
+                    self._send(400, {"error": "prompt too long"})
+                    return
+                if double.mode == "slow":
+                    time.sleep(double.delay_s)
+                double.chunks.append(body["prompt"])
+                choices = [
+                    {
+                        "index": i,
+                        "prompt_token_ids": prompt,
+                        "token_ids": [len(prompt) % 50 + 100, sum(prompt) % 50 + 100, EOS],
+                        "finish_reason": "stop",
+                    }
+                    for i, prompt in enumerate(body["prompt"])
+                ]
+                self._send(200, {"choices": choices})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def servers() -> Iterator[list[DoubleServer]]:
+    made = [DoubleServer(), DoubleServer(), DoubleServer()]
+    yield made
+    for s in made:
+        if s.thread.is_alive():
+            s.stop()
+
+
+def dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def client(urls: list[str], tokenizer: Any, **kw: Any) -> VLLMServerBackend:
+    kw.setdefault("timeout_s", 5.0)
+    return VLLMServerBackend(urls, tokenizer, kw.pop("batch", 2), (EOS,), **kw)
+
+
+def test_chunks_are_contiguous_round_robin_and_reassembled_in_order(
+    servers: list[DoubleServer], tokenizer: Any, tiny: Any
+) -> None:
+    a, b, _ = servers
+    reqs = tiny.requests(7)
+    out = client([a.url, b.url], tokenizer).generate(reqs, PARAMS)
+    assert [r.request_id for r in out] == [r.request_id for r in reqs]
+    assert [r.served_by for r in out] == [a.url] * 2 + [b.url] * 2 + [a.url] * 2 + [b.url]
+    assert [len(c) for c in a.chunks] == [2, 2]
+    assert [len(c) for c in b.chunks] == [2, 1]
+    for r in out:
+        p = list(r.prompt_token_ids)
+        assert r.response_token_ids == (len(p) % 50 + 100, sum(p) % 50 + 100, EOS)
+        assert r.finish_reason == "stop"
+        assert r.backend == "vllm-server"
+        assert r.timings.batch_size in (1, 2)
+
+
+@pytest.mark.parametrize("failure", ["fail500", "drop"])
+def test_a_failing_servers_chunk_is_retried_on_another(
+    servers: list[DoubleServer], tokenizer: Any, tiny: Any, failure: str
+) -> None:
+    a, b, _ = servers
+    b.mode = failure
+    backend = client([a.url, b.url], tokenizer)
+    reqs = tiny.requests(4)
+    out = backend.generate(reqs, PARAMS)
+    assert [r.request_id for r in out] == ["r0", "r1", "r2", "r3"]
+    assert {r.served_by for r in out} == {a.url}
+    assert backend.fleet.states == {a.url: "healthy", b.url: "dead"}
+    assert len(a.chunks) == 2
+    # The dead server gets no more work.
+    calls = len(b.calls)
+    backend.generate(reqs, PARAMS)
+    assert len(b.calls) == calls
+
+
+def test_a_killed_server_is_retried_elsewhere(
+    servers: list[DoubleServer], tokenizer: Any, tiny: Any
+) -> None:
+    a, b, _ = servers
+    backend = client([a.url, b.url], tokenizer)
+    backend.check_health()
+    b.stop()  # dies after the health check, before the rollouts
+    out = backend.generate(tiny.requests(4), PARAMS)
+    assert [r.served_by for r in out] == [a.url] * 4
+    assert "ConnectError" in backend.fleet.last_error[b.url]
+
+
+def test_all_servers_down_fails_naming_servers_request_ids_and_causes(
+    servers: list[DoubleServer], tokenizer: Any, tiny: Any
+) -> None:
+    a, b, _ = servers
+    a.mode, b.mode = "fail500", "drop"
+    with pytest.raises(ServerError) as info:
+        client([a.url, b.url], tokenizer, batch=4).generate(tiny.requests(3), PARAMS)
+    msg = str(info.value)
+    assert "request ids: r0, r1, r2" in msg
+    assert f"{a.url}: HTTP 500" in msg
+    assert b.url in msg
+    assert info.value.request_ids == ["r0", "r1", "r2"]
+
+
+def test_retries_are_bounded(servers: list[DoubleServer], tokenizer: Any, tiny: Any) -> None:
+    for s in servers:
+        s.mode = "fail500"
+    backend = client([s.url for s in servers], tokenizer, batch=4, max_retries=1)
+    with pytest.raises(ServerError, match="chunk 0 failed on every server tried"):
+        backend.generate(tiny.requests(2), PARAMS)
+    assert [len(s.calls) for s in servers] == [1, 1, 0]
+
+
+def test_a_slow_server_times_out_with_an_error_naming_it(
+    servers: list[DoubleServer], tokenizer: Any, tiny: Any
+) -> None:
+    a = servers[0]
+    a.mode, a.delay_s = "slow", 2.0
+    with pytest.raises(ServerError) as info:
+        client([a.url], tokenizer, infer_timeout_s=0.3).generate(tiny.requests(1), PARAMS)
+    msg = str(info.value)
+    assert a.url in msg
+    assert "timed out after 0.3 s (rollout_matching.vllm.server.infer_timeout_s)" in msg
+    assert "request ids: r0" in msg
+
+
+def test_a_slow_server_is_replaced_by_a_fast_one(
+    servers: list[DoubleServer], tokenizer: Any, tiny: Any
+) -> None:
+    a, b, _ = servers
+    a.mode, a.delay_s = "slow", 2.0
+    out = client([a.url, b.url], tokenizer, infer_timeout_s=0.3).generate(tiny.requests(2), PARAMS)
+    assert [r.served_by for r in out] == [b.url, b.url]
+
+
+def test_a_rejected_request_is_not_retried(
+    servers: list[DoubleServer], tokenizer: Any, tiny: Any
+) -> None:
+    a, b, _ = servers
+    a.mode = "reject400"
+    backend = client([a.url, b.url], tokenizer, batch=4)
+    with pytest.raises(ServerError, match="rejected the request: HTTP 400"):
+        backend.generate(tiny.requests(2), PARAMS)
+    assert b.calls == []
+    assert backend.fleet.states[a.url] == "healthy"
+
+
+def test_unreachable_servers_are_reported_before_first_use(
+    servers: list[DoubleServer], tokenizer: Any, tiny: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    gone = dead_url()
+    backend = client([servers[0].url, gone], tokenizer)
+    out = backend.generate(tiny.requests(3), PARAMS)
+    assert {r.served_by for r in out} == {servers[0].url}
+    assert f"{gone}=dead (unreachable: ConnectError" in caplog.text
+    with pytest.raises(RolloutError, match="no vLLM server is reachable") as info:
+        client([gone, dead_url()], tokenizer).check_health()
+    assert gone in str(info.value)
+
+
+def test_sync_pauses_reloads_resets_and_resumes_each_server(
+    servers: list[DoubleServer], tokenizer: Any, model: Any, tmp_path: Path
+) -> None:
+    a, b, _ = servers
+    backend = client([a.url, b.url], tokenizer, weights_dir=tmp_path / "w")
+    backend.sync_weights(model)
+    assert (tmp_path / "w" / "model.safetensors").exists()
+    for s in (a, b):
+        assert [path for path, _ in s.calls] == [
+            "/pause?mode=wait",
+            "/collective_rpc",
+            "/reset_prefix_cache",
+            "/resume",
+        ]
+        assert s.calls[1][1] == {
+            "method": "reload_weights",
+            "kwargs": {"weights_path": str(tmp_path / "w")},
+        }
+
+
+def test_a_recovered_server_rejoins_only_after_receiving_weights(
+    servers: list[DoubleServer], tokenizer: Any, tiny: Any, model: Any, tmp_path: Path
+) -> None:
+    a, b, _ = servers
+    b.mode = "fail500"
+    backend = client([a.url, b.url], tokenizer, weights_dir=tmp_path)
+    backend.generate(tiny.requests(4), PARAMS)
+    assert backend.fleet.states[b.url] == "dead"
+    b.mode = "ok"  # alive again, but holding old weights
+    backend.generate(tiny.requests(4), PARAMS)
+    assert b.chunks == []
+    backend.sync_weights(model)
+    assert backend.fleet.states[b.url] == "healthy"
+    out = backend.generate(tiny.requests(4), PARAMS)
+    assert {r.served_by for r in out} == {a.url, b.url}
+
+
+def test_sync_without_a_weights_dir_is_refused(
+    servers: list[DoubleServer], tokenizer: Any, model: Any
+) -> None:
+    with pytest.raises(RolloutError, match="needs weights_dir"):
+        client([servers[0].url], tokenizer).sync_weights(model)
+
+
+def test_image_requests_are_refused_by_the_server_backend(
+    servers: list[DoubleServer], tokenizer: Any
+) -> None:
+    from coordexp_backends import RolloutRequest
+
+    req = RolloutRequest("img0", [{"role": "user", "content": "x"}], images=(object(),))
+    with pytest.raises(RolloutError, match=r"request 'img0'.*text-only"):
+        client([servers[0].url], tokenizer).generate([req], PARAMS)
+
+
+def test_fleet_state_machine() -> None:
+    fleet = Fleet(["u1", "u2"])
+    assert fleet.healthy() == ["u1", "u2"]
+    fleet.mark_dead("u1", "boom")
+    assert fleet.healthy() == ["u2"]
+    fleet.mark_alive("u1")
+    assert fleet.states["u1"] == "stale"
+    assert fleet.healthy() == ["u2"]
+    fleet.mark_synced("u1")
+    assert fleet.healthy() == ["u1", "u2"]
+    assert fleet.describe() == "u1=healthy (boom), u2=healthy"
+    fleet.mark_alive("u2")  # a healthy server stays healthy
+    assert fleet.states["u2"] == "healthy"
+
+
+def test_fleet_rejects_empty_and_duplicate_lists() -> None:
+    with pytest.raises(ValueError, match="servers is empty"):
+        Fleet([])
+    with pytest.raises(ValueError, match="lists a base_url twice"):
+        Fleet(["u", "u"])

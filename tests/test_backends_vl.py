@@ -1,0 +1,106 @@
+"""Rollouts with images: the built-in tiny Qwen3-VL through the HF and vLLM backends.
+
+The model and processor come from coordexp-train's built-in recipe (``tiny-qwen3-vl``),
+built offline into a temporary cache. The ``vllm``-marked test runs in the vLLM CPU
+environment (``bash scripts/test-vllm.sh``).
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from coordexp_backends import DecodeParams, HFBackend, Rollout, RolloutRequest
+from coordexp_train.model import load_model_and_processor
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+PARAMS = DecodeParams(max_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def vl(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    settings = types.SimpleNamespace(
+        model="builtin:tiny-qwen3-vl", dtype="float32", attn_implementation="eager"
+    )
+    return load_model_and_processor(settings, cache_dir=tmp_path_factory.mktemp("vl-cache"))
+
+
+def image(seed: int, width: int, height: int) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def ask(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+def requests() -> list[RolloutRequest]:
+    return [
+        RolloutRequest("v0", ask("Detect every cat."), (image(0, 96, 128),)),
+        RolloutRequest("v1", ask("Detect."), (image(1, 64, 64),)),
+        RolloutRequest("t2", [{"role": "user", "content": "No image here."}]),
+    ]
+
+
+def payloads(rollouts: list[Rollout]) -> list[dict[str, Any]]:
+    return [r.payload() for r in rollouts]
+
+
+def test_hf_rolls_out_image_requests_with_expanded_image_tokens(vl: Any) -> None:
+    out = HFBackend(vl.model, vl.processor, 3).generate(requests(), PARAMS)
+    pad = vl.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    # 96×128 px → 6×8 patches of 16 px → 12 tokens after the 2×2 merge; 64×64 → 4 tokens.
+    assert [r.prompt_token_ids.count(pad) for r in out] == [12, 4, 0]
+    assert [r.request_id for r in out] == ["v0", "v1", "t2"]
+    assert {r.finish_reason for r in out} <= {"stop", "length"}
+
+
+def test_hf_image_batches_match_one_request_at_a_time(vl: Any) -> None:
+    batched = HFBackend(vl.model, vl.processor, 3).generate(requests(), PARAMS)
+    single = HFBackend(vl.model, vl.processor, 1).generate(requests(), PARAMS)
+    assert payloads(batched) == payloads(single)
+
+
+def test_the_image_reaches_the_model(vl: Any) -> None:
+    backend = HFBackend(vl.model, vl.processor, 2)
+    a, b = backend.generate(
+        [
+            RolloutRequest("a", ask("Detect."), (image(0, 64, 64),)),
+            RolloutRequest("b", ask("Detect."), (image(7, 64, 64),)),
+        ],
+        DecodeParams(max_new_tokens=24),
+    )
+    assert a.prompt_token_ids == b.prompt_token_ids
+    assert a.response_token_ids != b.response_token_ids
+
+
+@pytest.fixture(scope="module")
+def vl_colocate(vl: Any) -> Iterator[Any]:
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from coordexp_backends.vllm_colocate import VLLMColocateBackend
+
+    engine = {
+        "dtype": "float32",
+        "enforce_eager": True,
+        "gpu_memory_utilization": 0.1,
+        "max_model_len": 1024,
+        "distributed_executor_backend": "uni",
+        "limit_mm_per_prompt": {"image": 1},
+    }
+    backend = VLLMColocateBackend(str(Path(vl.directory)), vl.processor, 3, engine)
+    yield backend
+    backend.close()
+
+
+@pytest.mark.vllm
+def test_vllm_colocate_matches_hf_on_image_requests(vl: Any, vl_colocate: Any) -> None:
+    hf = HFBackend(vl.model, vl.processor, 3).generate(requests(), PARAMS)
+    assert payloads(vl_colocate.generate(requests(), PARAMS)) == payloads(hf)
