@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from dataclasses import replace
 from json.decoder import scanstring  # type: ignore[attr-defined]  # C-accelerated
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 from coordexp_parse.codec import MAX_BIN
 from coordexp_parse.objects import GEOMETRY_KINDS, GeometryKind
@@ -28,6 +30,22 @@ _SCALAR_END = re.compile(r"[,}\][ \t\n\r]")
 _OBJECT_KEY = re.compile(r"object_([0-9]+)")
 _VALID_OBJECT_KEY = re.compile(r"object_[1-9][0-9]*")
 _COORD_BINS: dict[str, int] = {f"<|coord_{k}|>": k for k in range(MAX_BIN + 1)}
+
+# Fast path: one valid entry spelled canonically (as ``render_objects`` writes it), in
+# either field order, matched at the key's opening quote. Anything else, or anything the
+# checks after the match reject, takes the general path, which decides the drop reason.
+_Q_COORD = r'"<\|coord_(?:0|[1-9][0-9]{0,2})\|>"'
+_GEOM = r'"(?P<kind>bbox_2d|poly)": \[(?P<coords>' + _Q_COORD + "(?:, " + _Q_COORD + r")*)\]"
+_DESC = r'"desc": "(?P<desc>(?:[^"\\\x00-\x1f]|\\.)*)"'
+_KEY = r'"object_(?P<n>[1-9][0-9]*)": '
+_FAST_ENTRY = (
+    re.compile(_KEY + r"(?P<value>\{" + _DESC + ", " + _GEOM + r"\})"),
+    re.compile(_KEY + r"(?P<value>\{" + _GEOM + ", " + _DESC + r"\})"),
+)
+
+#: Maps the character spans of an object's coord tokens to their token positions, or None
+#: when a coordinate is not exactly one coord token (token parses supply one).
+Locate: TypeAlias = Callable[[tuple[Span, ...]], tuple[int, ...] | None]
 
 
 class _Duplicate:
@@ -170,29 +188,76 @@ def _valid_object(
         if text[s:e] not in _COORD_BINS:  # decoded to a coord token only through escapes
             return None
         coord_spans.append((s, e))
+    desc_span = (desc_start + 1, desc_end - 1)
+    entry_span = (entry_start, span[1])
     return ParsedObject(
-        index=index,
-        desc=value["desc"],
-        kind=kind,
-        coords=coords,
-        span=span,
-        entry_span=(entry_start, span[1]),
-        desc_span=(desc_start + 1, desc_end - 1),
-        coord_spans=tuple(coord_spans),
-        coord_token_positions=None,
+        index, value["desc"], kind, coords, span, entry_span, desc_span, tuple(coord_spans), None
     )
 
 
 class _Scan:
     """Mutable state of one scan; ``result`` builds the immutable parse."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, locate: Locate | None) -> None:
         self.text = text
+        self.locate = locate
         self.objects: list[ParsedObject] = []
         self.entries: list[Entry] = []
         self.dropped: dict[str, int] = {}
         self.seen: set[int] = set()
         self.max_index: int | None = None
+
+    def fast_entry(self, pos: int) -> int | None:
+        """Record a canonically spelled valid entry at ``pos``; its end, or None if not one."""
+        text = self.text
+        for pattern in _FAST_ENTRY:
+            m = pattern.match(text, pos)
+            if m is not None:
+                break
+        else:
+            return None
+        digits, desc, kind_text, coords_text = m.group("n", "desc", "kind", "coords")
+        index = int(digits)
+        if "\\" in desc:
+            try:
+                desc = scanstring(text, m.start("desc"))[0]
+            except ValueError:
+                return None
+        tokens = coords_text[1:-1].split('", "')
+        n = len(tokens)
+        coords = tuple(map(_COORD_BINS.__getitem__, tokens))
+        kind = cast(GeometryKind, kind_text)
+        if (
+            index in self.seen
+            or not desc.strip()
+            or (n != 4 if kind == "bbox_2d" else n < 6 or n % 2 == 1)
+            or (kind == "bbox_2d" and (coords[2] < coords[0] or coords[3] < coords[1]))
+        ):
+            return None
+        spans = []
+        s = m.start("coords") + 1
+        for token in tokens:
+            e = s + len(token)
+            spans.append((s, e))
+            s = e + 4  # '", "'
+        coord_spans = tuple(spans)
+        positions = None
+        if self.locate is not None:
+            positions = self.locate(coord_spans)
+            if positions is None:
+                return None
+        if self.max_index is None or index > self.max_index:
+            self.max_index = index
+        self.seen.add(index)
+        end = m.end()
+        self.entries.append(Entry("object_" + digits, index, (pos, end), None, len(self.objects)))
+        value, desc_span = m.span("value"), m.span("desc")
+        self.objects.append(
+            ParsedObject(
+                index, desc, kind, coords, value, (pos, end), desc_span, coord_spans, positions
+            )
+        )
+        return end
 
     def add_entry(self, key: str, entry_start: int, vspan: Span, value: Any, decoded: bool) -> None:
         """Validate and record one complete entry (``decoded`` False: not valid JSON)."""
@@ -215,6 +280,13 @@ class _Scan:
                 reason, kind, coords = _classify(value)
                 if reason is None and kind is not None:
                     obj = _valid_object(self.text, index, value, kind, coords, vspan, entry_start)
+                    if obj is not None and self.locate is not None:
+                        positions = self.locate(obj.coord_spans)
+                        obj = (
+                            None
+                            if positions is None
+                            else replace(obj, coord_token_positions=positions)
+                        )
                     reason = "non_coord_token" if obj is None else None
             self.seen.add(index)
         entry_span = (entry_start, vspan[1])
@@ -250,9 +322,40 @@ def _decode_value(text: str, pos: int) -> tuple[Any, int | None, bool]:
     return value, end, True
 
 
-def scan_text(text: str) -> RolloutParse:
-    """Parse response text cut at its first stop string (the body of :func:`parse_text`)."""
-    scan = _Scan(text)
+def _general_entry(scan: _Scan, pos: int) -> int | Ending:
+    """Read and record the entry whose key starts at ``pos``: its end, or how the scan ends."""
+    text = scan.text
+    n = len(text)
+    try:
+        key, key_end = scanstring(text, pos + 1)
+    except ValueError:
+        return "truncated" if _STRING.match(text, pos) is None else "syntax_error"
+    entry_start = pos
+    pos = _WS.match(text, key_end).end()  # type: ignore[union-attr]
+    if pos == n:
+        return "truncated"
+    if text[pos] != ":":
+        return "syntax_error"
+    pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+    if pos == n:
+        return "truncated"
+    if text[pos] in ",}]":
+        return "syntax_error"
+    value, end, ok = _decode_value(text, pos)
+    if end is None:
+        return "truncated"
+    scan.add_entry(key, entry_start, (pos, end), value, ok)
+    return end
+
+
+def scan_text(text: str, locate: Locate | None = None) -> RolloutParse:
+    """Parse response text already cut at its first stop string.
+
+    Args:
+        text: the response text.
+        locate: for token parses, maps coord spans to token positions (see ``Locate``).
+    """
+    scan = _Scan(text, locate)
     n = len(text)
     open_at = text.find("{")
     if open_at < 0:
@@ -268,26 +371,10 @@ def scan_text(text: str) -> RolloutParse:
             return scan.result("closed", cut)
         if c != '"':
             return scan.result("syntax_error", cut)
-        try:
-            key, key_end = scanstring(text, pos + 1)
-        except ValueError:
-            ending: Ending = "truncated" if _STRING.match(text, pos) is None else "syntax_error"
-            return scan.result(ending, cut)
-        entry_start = pos
-        pos = _WS.match(text, key_end).end()  # type: ignore[union-attr]
-        if pos == n:
-            return scan.result("truncated", cut)
-        if text[pos] != ":":
-            return scan.result("syntax_error", cut)
-        pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
-        if pos == n:
-            return scan.result("truncated", cut)
-        if text[pos] in ",}]":
-            return scan.result("syntax_error", cut)
-        value, end, ok = _decode_value(text, pos)
-        if end is None:
-            return scan.result("truncated", cut)
-        scan.add_entry(key, entry_start, (pos, end), value, ok)
+        fast = scan.fast_entry(pos)
+        end = _general_entry(scan, pos) if fast is None else fast
+        if isinstance(end, str):
+            return scan.result(end, cut)
         cut = end
         pos = _WS.match(text, end).end()  # type: ignore[union-attr]
         if pos == n:

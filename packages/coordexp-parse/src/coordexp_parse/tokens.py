@@ -17,8 +17,8 @@ from itertools import accumulate
 from typing import Protocol
 
 from coordexp_parse.codec import all_coord_tokens
-from coordexp_parse.parsed import DROP_REASONS, ParsedObject, RolloutParse, Span
-from coordexp_parse.scanner import scan_text, stop_index
+from coordexp_parse.parsed import RolloutParse, Span
+from coordexp_parse.scanner import Locate, scan_text, stop_index
 
 END_TOKEN = "<|im_end|>"
 _REPLACEMENT = "\ufffd"
@@ -63,6 +63,8 @@ class Alignment:
 
     def spans(self, offset: int = 0) -> list[Span]:
         """The spans as (start, end) pairs, shifted by ``offset``."""
+        if not offset:
+            return list(zip(self.starts, self.ends, strict=True))
         return [(s + offset, e + offset) for s, e in zip(self.starts, self.ends, strict=True)]
 
 
@@ -188,6 +190,21 @@ class RolloutParser:
             i = j
         return Alignment(ids, "".join(parts), starts, ends)
 
+    def _locator(self, al: Alignment) -> Locate:
+        starts, ends, ids, coord_ids = al.starts, al.ends, al.ids, self.coord_id_set
+        n = len(ids)
+
+        def locate(spans: tuple[Span, ...]) -> tuple[int, ...] | None:
+            positions = []
+            for s, e in spans:
+                t = bisect_right(ends, s)  # the first token ending after s (skips empty pieces)
+                if t == n or starts[t] != s or ends[t] != e or ids[t] not in coord_ids:
+                    return None
+                positions.append(t)
+            return tuple(positions)
+
+        return locate
+
     def parse(self, token_ids: Sequence[int]) -> RolloutParse:
         """Parse response token ids (total: never raises; deterministic).
 
@@ -198,7 +215,7 @@ class RolloutParser:
         """
         al = self.align(token_ids)
         text = al.text[: stop_index(al.text)]
-        result = _attach_positions(scan_text(text), al, self.coord_id_set)
+        result = scan_text(text, self._locator(al))
         if result.ending == "no_object":
             head = self.align(self.encode("{"))
             return replace(
@@ -207,52 +224,13 @@ class RolloutParser:
         cut = len(result.prefix_text)
         k = bisect_right(al.ends, cut)
         ids = al.ids[:k]
-        spans = al.spans()[:k]
+        spans = list(zip(al.starts[:k], al.ends[:k], strict=True))
         if k < len(al.ids) and al.starts[k] < cut:  # the cut falls inside a token
             start = al.starts[k]
             tail = self.align(self.encode(text[start:cut]))
             ids += tail.ids
             spans += tail.spans(start)
         return replace(result, prefix_token_ids=tuple(ids), prefix_token_spans=tuple(spans))
-
-
-def _attach_positions(
-    result: RolloutParse, al: Alignment, coord_ids: frozenset[int]
-) -> RolloutParse:
-    """Give each object its coord token positions; drop objects whose coords are not."""
-    kept: list[ParsedObject] = []
-    failed: set[int] = set()
-    starts, ends, ids = al.starts, al.ends, al.ids
-    for ordinal, obj in enumerate(result.objects):
-        positions = []
-        for s, e in obj.coord_spans:
-            t = bisect_right(ends, s)  # the first token ending after s (skips empty pieces)
-            if t == len(ids) or starts[t] != s or ends[t] != e or ids[t] not in coord_ids:
-                failed.add(ordinal)
-                break
-            positions.append(t)
-        else:
-            kept.append(replace(obj, coord_token_positions=tuple(positions)))
-    if not failed:
-        return replace(result, objects=tuple(kept))
-    dropped = dict(result.dropped)
-    dropped["non_coord_token"] = dropped.get("non_coord_token", 0) + len(failed)
-    entries = []
-    ordinal = 0
-    for entry in result.entries:
-        if entry.ordinal is None:
-            entries.append(entry)
-        elif entry.ordinal in failed:
-            entries.append(replace(entry, reason="non_coord_token", ordinal=None))
-        else:
-            entries.append(replace(entry, ordinal=ordinal))
-            ordinal += 1
-    return replace(
-        result,
-        objects=tuple(kept),
-        entries=tuple(entries),
-        dropped={r: dropped[r] for r in DROP_REASONS if r in dropped},
-    )
 
 
 _PARSERS: weakref.WeakKeyDictionary[object, RolloutParser] = weakref.WeakKeyDictionary()

@@ -1,0 +1,95 @@
+"""Parse speed against json.loads of the same answer, side by side in one run.
+
+    uv run python packages/coordexp-parse/benchmarks/bench_parse.py
+
+Answers of 1, 20, 60 and 200 objects (bboxes, or 8-point polygons), clean (closed and
+ended by <|im_end|>) or truncated in the middle of the last object, tokenized by a real
+byte-level BPE fast tokenizer (the tests' tokenizer: trained on answers, so structure
+merges like Qwen's). For a truncated answer json.loads is timed on its retained prefix
+closed with "}" (the full text is not JSON). Times are the best of several repeats.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import sys
+import timeit
+from pathlib import Path
+from typing import Any
+
+from coordexp_parse import DetObject, parse_rollout, parse_text, parser_for, render_objects
+
+DESCS = ["black cat", "red square", "person", "traffic light", "dog", "blue circle"]
+
+
+def load_tokenizer() -> Any:
+    path = Path(__file__).parents[1] / "tests" / "parse_testing.py"
+    spec = importlib.util.spec_from_file_location("coordexp_parse_testing", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.hf_tokenizer()
+
+
+def answer(n: int, kind: str, rng: random.Random) -> str:
+    objects = []
+    for _ in range(n):
+        if kind == "bbox":
+            x1, x2 = sorted(rng.randrange(1000) for _ in range(2))
+            y1, y2 = sorted(rng.randrange(1000) for _ in range(2))
+            objects.append(DetObject(rng.choice(DESCS), "bbox_2d", (x1, y1, x2, y2)))
+        else:
+            coords = tuple(rng.randrange(1000) for _ in range(16))
+            objects.append(DetObject(rng.choice(DESCS), "poly", coords))
+    return render_objects(objects)
+
+
+def best(fn: Any, number: int) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=7)) / number
+
+
+def main() -> None:
+    tok = load_tokenizer()
+    parser_for(tok)  # build the parser (coord-token checks) outside the timings
+    rng = random.Random(0)
+    print(
+        f"{'objects':>7} {'kind':>4} {'state':>9} {'tokens':>6} {'chars':>6} "
+        f"{'json.loads':>11} {'parse_text':>16} {'parse_rollout':>17}"
+    )
+    rollout_us: dict[tuple[str, str, int], float] = {}
+    for kind in ("bbox", "poly"):
+        for state in ("clean", "truncated"):
+            for n in (1, 20, 60, 200):
+                text = answer(n, kind, rng)
+                if state == "clean":
+                    ids = tok.encode(text + "<|im_end|>", add_special_tokens=False)
+                    ref = text
+                else:
+                    ids = tok.encode(text, add_special_tokens=False)
+                    ids = ids[: len(ids) - 12]
+                    ref = parse_rollout(ids, tok).prefix_text + "}"
+                rtext = tok.decode(ids)
+                parse_rollout(ids, tok)  # warm the per-token piece cache
+                number = max(20, 4000 // n)
+                t_json = best(lambda ref=ref: json.loads(ref), number)
+                t_text = best(lambda rtext=rtext: parse_text(rtext), number)
+                t_roll = best(lambda ids=ids: parse_rollout(ids, tok), number)
+                rollout_us[(kind, state, n)] = t_roll
+                print(
+                    f"{n:>7} {kind:>4} {state:>9} {len(ids):>6} {len(rtext):>6} "
+                    f"{t_json * 1e6:>9.1f}us {t_text * 1e6:>8.1f}us {t_text / t_json:>5.1f}x "
+                    f"{t_roll * 1e6:>9.1f}us {t_roll / t_json:>5.1f}x"
+                )
+    print("\nlinearity, parse_rollout time of 200 objects / 60 objects (3.3 = linear):")
+    for kind in ("bbox", "poly"):
+        for state in ("clean", "truncated"):
+            ratio = rollout_us[(kind, state, 200)] / rollout_us[(kind, state, 60)]
+            print(f"  {kind:>4} {state:>9}: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
