@@ -1,8 +1,8 @@
 """Drawing one synthetic scene: coloured shapes on a textured background.
 
-A scene is a pure function of ``(spec, seed, index)``: image ``index`` draws from its own
-random stream ``numpy.random.default_rng([seed, index])``, so any image can be produced
-alone and adding images never changes earlier ones.
+A scene is a pure function of ``(spec, seed, stream, index)``: it draws from its own
+random generator ``numpy.random.default_rng([seed, stream, index])``, so any image can be
+produced alone and adding images never changes earlier ones.
 
 Geometry is in pixel coordinates with inclusive ends: a box ``(x1, y1, x2, y2)`` covers
 pixel columns x1..x2 and rows y1..y2, which is what the norm1000 codec expects (0 ↔ the
@@ -127,9 +127,12 @@ def descriptions(spec: SceneSpec) -> list[str]:
     return sorted(f"{c} {s}" for c in PALETTES[spec.palette] for s in spec.shapes)
 
 
-def draw_scene(spec: SceneSpec, seed: int, index: int) -> Scene:
-    """Draw image ``index`` of the dataset with ``seed`` (deterministic, see module doc)."""
-    rng = np.random.default_rng([seed, index])
+def draw_scene(spec: SceneSpec, seed: int, index: int, *, stream: int = 0) -> Scene:
+    """Draw image ``index`` of stream ``stream`` (e.g. a split) of the dataset ``seed``.
+
+    Deterministic: the image comes from ``numpy.random.default_rng([seed, stream, index])``.
+    """
+    rng = np.random.default_rng([seed, stream, index])
     image = Image.fromarray(_background(spec, rng))
     draw = ImageDraw.Draw(image)
     colours = list(PALETTES[spec.palette].items())

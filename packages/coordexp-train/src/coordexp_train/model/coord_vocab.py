@@ -55,6 +55,10 @@ class CoordVocab:
             raise CoordVocabError("coord ids must be distinct")
         object.__setattr__(self, "_bins", bins)
 
+    def __repr__(self) -> str:
+        ends = f"first_id={self.ids[0]}, last_id={self.ids[-1]}"
+        return f"CoordVocab({ends}, contiguous={self.contiguous})"
+
     @property
     def contiguous(self) -> bool:
         """Whether ``ids`` is ``first, first + 1, …, first + 999`` (slicing is then a view)."""
