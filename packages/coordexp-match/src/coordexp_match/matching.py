@@ -122,8 +122,8 @@ def match(
     Ties and determinism: the result is a pure function of the inputs. Objects are solved
     in a canonical order (by kind, then coordinates), so permuting ``preds`` or ``gts``
     permutes the result accordingly, equally good assignments included. Identical objects
-    (same kind and coordinates) are interchangeable; among them the lower index is
-    matched first (and to the lower-index partner), the higher ones become FP/FN.
+    (same kind and coordinates) are interchangeable; among them the lower indices are
+    matched and the higher ones become FP/FN.
 
     Args:
         preds: predicted objects with ``kind`` and ``coords`` (e.g. coordexp_parse

@@ -14,7 +14,8 @@ stray pixels.
 
 Each polygon is rasterised once (all polygons of a call in one vectorised pass: edge ×
 scanline crossings, a parity toggle per crossing, an XOR prefix scan along each row);
-intersections between two sets of masks are one matrix product.
+intersections between two sets of masks are one matrix product. A mask takes R² bytes
+(64 KiB at R = 256, 16 MiB at R = 4096); working buffers are bounded by ``_CHUNK_BYTES``.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def rasterise(polygons: Sequence[FloatArray], resolution: int) -> BoolArray:
 def _is_flat(vertices: FloatArray) -> bool:
     """Whether all vertices lie on one line (exactly), so the polygon has no area."""
     d = vertices - vertices[0]
-    return not np.any(d[:, None, 0] * d[None, :, 1] - d[:, None, 1] * d[None, :, 0])
+    far = d[np.argmax(np.abs(d).sum(axis=1))]  # zero only if all vertices coincide
+    return not np.any(d[:, 0] * far[1] - d[:, 1] * far[0])
 
 
 def _rasterise_group(polygons: Sequence[FloatArray], r: int) -> BoolArray:
