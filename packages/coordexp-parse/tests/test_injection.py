@@ -219,3 +219,36 @@ def test_injection_after_random_tokens_reparses_exactly(
     ids: list[int], fn: list[DetObject]
 ) -> None:
     check_injection(parse_rollout(ids, FAKE), fn, FAKE, set())
+
+
+def test_token_parse_and_injection_are_identical_across_processes_and_hash_seeds() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    helpers = Path(__file__).with_name("parse_testing.py")
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('h', {str(helpers)!r})\n"
+        "h = importlib.util.module_from_spec(spec); spec.loader.exec_module(h)\n"
+        "import coordexp_parse as p\n"
+        "tok = h.ByteTokenizer()\n"
+        "objs = [p.DetObject('café', 'poly', (1, 2, 3, 4, 5, 6)),\n"
+        "        p.DetObject('a', 'bbox_2d', (1, 1, 2, 2))]\n"
+        "ids = tok.encode(p.render_objects(objs))[:-9]\n"
+        "r = p.parse_rollout(ids, tok)\n"
+        "print(repr(r)); print(repr(p.build_injection(r, objs, tok, matched=[0])))\n"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("0", "1", "4242")
+    }
+    assert len(outs) == 1
+    assert "MATCHED" in outs.pop()

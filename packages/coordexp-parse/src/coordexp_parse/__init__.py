@@ -41,6 +41,7 @@ from coordexp_parse.render import (
 from coordexp_parse.scanner import parse_text
 from coordexp_parse.tokens import (
     END_TOKEN,
+    Alignment,
     RolloutParser,
     TokenizerError,
     TokenizerLike,
@@ -58,6 +59,7 @@ __all__ = [
     "MAX_BIN",
     "NUM_BINS",
     "STOP_STRINGS",
+    "Alignment",
     "DetObject",
     "Ending",
     "Entry",
