@@ -41,7 +41,7 @@ def check_token_invariants(parse: RolloutParse, tokenizer: Any, ids: list[int]) 
     assert parse.prefix_token_ids is not None
     assert parse.prefix_token_spans is not None
     prefix_ids = list(parse.prefix_token_ids)
-    decoded = tokenizer.decode(prefix_ids)
+    decoded = tokenizer.decode([i for i in prefix_ids if i >= 0])  # the parser: -1 → ""
     if "\ufffd" in decoded:  # invalid UTF-8 from random ids: replacement counts may differ
         assert decoded.replace("\ufffd", "") == parse.prefix_text.replace("\ufffd", "")
     else:
