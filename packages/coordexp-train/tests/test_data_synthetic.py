@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from coordexp_parse import read_records
-from coordexp_train.data.synthetic import MANIFEST_FILE, write_synthetic_dataset
+from coordexp_train.data.synthetic import (
+    BUILTIN_DATASETS,
+    MANIFEST_FILE,
+    resolve_records_path,
+    write_synthetic_dataset,
+)
 from coordexp_train.data.synthetic_scene import PALETTES, SceneSpec, descriptions, draw_scene
 
 
@@ -133,3 +138,24 @@ def test_image_is_rgb_png(tmp_path: Path) -> None:
         assert im.format == "PNG"
         assert im.mode == "RGB"
         assert im.size == (64, 48)
+
+
+def test_builtin_dataset_references_resolve_into_the_cache(tmp_path: Path) -> None:
+    train = resolve_records_path("builtin:shapes-tiny/train", cache_dir=tmp_path)
+    val = resolve_records_path("builtin:shapes-tiny/val", cache_dir=tmp_path)
+    assert train.parent == val.parent
+    assert train.parent.parent == tmp_path / "datasets"
+    assert train.parent.name.startswith("shapes-tiny-")
+    assert len(train.read_text().splitlines()) == BUILTIN_DATASETS["shapes-tiny"].num_train
+    assert len(val.read_text().splitlines()) == BUILTIN_DATASETS["shapes-tiny"].num_val
+    stamp = train.stat().st_mtime_ns
+    assert resolve_records_path("builtin:shapes-tiny/train", cache_dir=tmp_path) == train
+    assert train.stat().st_mtime_ns == stamp
+    assert resolve_records_path("data/train.jsonl") == Path("data/train.jsonl")
+
+
+def test_bad_builtin_dataset_references_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="builtin:<name>/train or builtin:<name>/val"):
+        resolve_records_path("builtin:shapes-tiny", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown built-in dataset 'nope'"):
+        resolve_records_path("builtin:nope/train", cache_dir=tmp_path)

@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from coordexp_parse import validate_record
+from coordexp_train.data.cache import cached_build, default_cache_dir
 from coordexp_train.data.synthetic_scene import SceneSpec, draw_scene
 
 MANIFEST_FILE = "synthetic.json"
+BUILTIN_PREFIX = "builtin:"
 SPLITS = {"train": 0, "val": 1}
 
 
@@ -126,3 +128,64 @@ def write_synthetic_dataset(
         (out_dir / f"{split}.jsonl").write_text("".join(lines))
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return paths
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticPreset:
+    """A named synthetic dataset (``data.train_jsonl: builtin:<name>/train``)."""
+
+    spec: SceneSpec
+    num_train: int
+    num_val: int
+    seed: int = 0
+
+
+#: Named datasets: ``shapes-demo`` is the CPU demo's (128×128 images, 1–3 shapes of 4
+#: colours, boxes and triangle polygons); ``shapes-tiny`` is a 16-image smoke set.
+BUILTIN_DATASETS: dict[str, SyntheticPreset] = {
+    "shapes-demo": SyntheticPreset(SceneSpec(), num_train=1024, num_val=64),
+    "shapes-tiny": SyntheticPreset(SceneSpec(width=64, height=64), num_train=16, num_val=4),
+}
+
+
+def ensure_builtin_dataset(name: str, *, cache_dir: Path | None = None) -> SyntheticDataset:
+    """Write built-in dataset ``name`` into the cache on first use and return its paths.
+
+    The folder is ``<cache>/datasets/<name>-<digest>`` (see :mod:`coordexp_train.data.cache`).
+
+    Raises:
+        ValueError: unknown ``name``.
+    """
+    if name not in BUILTIN_DATASETS:
+        raise ValueError(f"unknown built-in dataset {name!r}; known: {sorted(BUILTIN_DATASETS)}")
+    preset = BUILTIN_DATASETS[name]
+    digest = _manifest(preset.spec, preset.seed, preset.num_train, preset.num_val)["recipe_sha256"]
+    folder = (cache_dir or default_cache_dir()) / "datasets" / f"{name}-{digest[:16]}"
+    cached_build(
+        folder,
+        lambda out: write_synthetic_dataset(
+            out, preset.spec, num_train=preset.num_train, num_val=preset.num_val, seed=preset.seed
+        ),
+    )
+    return SyntheticDataset(folder, folder / "train.jsonl", folder / "val.jsonl")
+
+
+def resolve_records_path(ref: str, *, cache_dir: Path | None = None) -> Path:
+    """The JSONL file a ``data.train_jsonl`` / ``data.val_jsonl`` value names.
+
+    ``builtin:<name>/<split>`` (split ``train`` or ``val``) writes the built-in dataset on
+    first use and returns that split's file; anything else is a path, returned as is.
+
+    Raises:
+        ValueError: a ``builtin:`` reference with an unknown name or split.
+    """
+    if not ref.startswith(BUILTIN_PREFIX):
+        return Path(ref).expanduser()
+    name, _, split = ref[len(BUILTIN_PREFIX) :].partition("/")
+    if split not in SPLITS:
+        raise ValueError(
+            f"{ref!r}: a built-in dataset reference is builtin:<name>/train or "
+            f"builtin:<name>/val (known names: {sorted(BUILTIN_DATASETS)})"
+        )
+    dataset = ensure_builtin_dataset(name, cache_dir=cache_dir)
+    return dataset.train_jsonl if split == "train" else dataset.val_jsonl

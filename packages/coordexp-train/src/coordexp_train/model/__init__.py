@@ -8,6 +8,7 @@ Public API:
 * :func:`expand_vocab` — add the coord tokens to a stock checkpoint.
 """
 
+from coordexp_train.data.cache import default_cache_dir
 from coordexp_train.model.coord_vocab import (
     COORD_VOCAB_FILE,
     CoordVocab,
@@ -21,7 +22,6 @@ from coordexp_train.model.tiny import (
     BUILTIN_SPECS,
     TinyModelSpec,
     build_tiny_model,
-    default_cache_dir,
     ensure_builtin_model,
 )
 

@@ -98,7 +98,7 @@ def load_model_and_processor(
         settings: the config's ``model`` section (or anything with its three fields).
         coord_token_mode: ``custom.coord_token_mode``; the tokenizer's coord tokens must
             be registered that way (special or not).
-        cache_dir: cache root for built-in models (default: see ``tiny.default_cache_dir``).
+        cache_dir: cache root for built-in models (default: ``data.cache.default_cache_dir``).
 
     Raises:
         FileNotFoundError: ``settings.model`` is neither a built-in nor a checkpoint.

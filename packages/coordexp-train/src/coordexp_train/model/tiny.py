@@ -15,11 +15,8 @@ first vision block.
 A build is a pure function of the recipe: the spec, the coord-token mode, the tokenizer
 corpus, the chat template, the source of the builder modules and the torch /
 transformers / tokenizers versions. The recipe's SHA-256 names the cache folder
-``<cache>/models/<name>-<digest[:16]>``, so any recipe change builds a fresh folder and a
-finished folder is never rewritten. Builds go to a temporary sibling first and are moved
-into place with one rename (concurrent builders are safe: the first rename wins).
-The cache root is ``$COORDEXP_CACHE_DIR``, else ``$XDG_CACHE_HOME/coordexp``, else
-``~/.cache/coordexp``.
+``<cache>/models/<name>-<digest[:16]>``, so any recipe change builds a fresh folder (see
+:mod:`coordexp_train.data.cache` for the root and the atomic build).
 """
 
 from __future__ import annotations
@@ -27,9 +24,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +32,7 @@ import torch
 import transformers
 from transformers import GenerationConfig, Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
+from coordexp_train.data.cache import cached_build, default_cache_dir
 from coordexp_train.model import chat_template, processor, tiny_tokenizer
 from coordexp_train.model.coord_vocab import coord_vocab_of, write_coord_vocab
 from coordexp_train.model.processor import (
@@ -111,14 +106,6 @@ BUILTIN_SPECS: dict[str, TinyModelSpec] = {
 }
 
 
-def default_cache_dir() -> Path:
-    """The cache root (see the module docstring for the lookup order)."""
-    if explicit := os.environ.get("COORDEXP_CACHE_DIR"):
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "coordexp"
-
-
 def builtin_name(model_ref: str) -> str | None:
     """The built-in name in ``builtin:<name>``, or None when ``model_ref`` is a path.
 
@@ -182,22 +169,12 @@ def ensure_builtin_model(
     if name not in BUILTIN_SPECS:
         raise ValueError(f"unknown built-in model {name!r}; known: {sorted(BUILTIN_SPECS)}")
     spec = BUILTIN_SPECS[name]
-    root = (cache_dir or default_cache_dir()) / "models"
-    final = root / f"{name}-{recipe_digest(spec, coord_token_mode)[:16]}"
-    if final.is_dir():
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-    try:
-        build_tiny_model(spec, staging, coord_token_mode=coord_token_mode, name=name)
-        try:
-            staging.rename(final)
-        except OSError:
-            if not final.is_dir():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
+    folder = (cache_dir or default_cache_dir()) / "models"
+    folder = folder / f"{name}-{recipe_digest(spec, coord_token_mode)[:16]}"
+    return cached_build(
+        folder,
+        lambda out: build_tiny_model(spec, out, coord_token_mode=coord_token_mode, name=name),
+    )
 
 
 def build_tiny_model(
