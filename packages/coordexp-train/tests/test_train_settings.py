@@ -11,7 +11,11 @@ from torch import nn
 
 from coordexp_schema import parse_strict
 from coordexp_schema.config import TrainingConfig
-from coordexp_train.arguments import gradient_accumulation_steps, training_arguments_kwargs
+from coordexp_train.arguments import (
+    BatchSizeError,
+    gradient_accumulation_steps,
+    training_arguments_kwargs,
+)
 from coordexp_train.checkpoints import latest_checkpoint, resolve_resume
 from coordexp_train.param_groups import (
     GroupSettings,
@@ -53,7 +57,7 @@ def test_accumulation_reaches_the_effective_batch(
 
 def test_an_effective_batch_not_divisible_by_the_world_is_rejected_with_options() -> None:
     with pytest.raises(
-        ValueError, match=r"training.effective_batch_size 12 .* world size 4 .* use 8 or 16"
+        BatchSizeError, match=r"training.effective_batch_size 12 .* world size 4 .* use 8 or 16"
     ):
         gradient_accumulation_steps(12, 2, 4)
 
@@ -103,7 +107,7 @@ def test_a_missing_deepspeed_file_names_the_config_path(tmp_path: Path) -> None:
 
 def test_full_warmup_ratio_is_refused(tmp_path: Path) -> None:
     cfg = _config(tmp_path, training={"warmup_ratio": 1.0})
-    with pytest.raises(ValueError, match=r"training\.warmup_ratio"):
+    with pytest.raises(UnsupportedSetting, match=r"training\.warmup_ratio"):
         training_arguments_kwargs(cfg, 1)
 
 

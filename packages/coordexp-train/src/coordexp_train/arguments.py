@@ -13,9 +13,15 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import TrainingArguments
 
 from coordexp_schema import TrainingConfig
+from coordexp_train.settings import UnsupportedSetting
+
+
+class BatchSizeError(ValueError):
+    """The effective batch cannot be reached on this world size."""
 
 
 def world_size_from_env() -> int:
@@ -29,17 +35,17 @@ def gradient_accumulation_steps(
     """Micro-batches per optimizer step so that ``per_device × world × steps == effective``.
 
     Raises:
-        ValueError: when the effective batch is not a multiple of ``per_device × world``;
+        BatchSizeError: when the effective batch is not a multiple of ``per_device × world``;
             the message names ``training.effective_batch_size`` and the nearest valid values.
     """
     if world_size < 1:
-        raise ValueError(f"world size must be >= 1, got {world_size}")
+        raise BatchSizeError(f"world size must be >= 1, got {world_size}")
     if effective_batch_size is None:
         return 1
     per_step = per_device_batch_size * world_size
     if effective_batch_size % per_step:
         lower = max(per_step, effective_batch_size // per_step * per_step)
-        raise ValueError(
+        raise BatchSizeError(
             f"training.effective_batch_size {effective_batch_size} is not a multiple of "
             f"per_device_train_batch_size {per_device_batch_size} x world size {world_size} "
             f"= {per_step}; use {lower} or {lower + per_step}"
@@ -69,7 +75,7 @@ def training_arguments_kwargs(cfg: TrainingConfig, world_size: int) -> dict[str,
     t = cfg.training
     if t.warmup_ratio >= 1.0:
         # transformers reads a warm-up value >= 1 as a step count
-        raise ValueError(
+        raise UnsupportedSetting(
             "training.warmup_ratio 1.0 (warm up for the whole run) is not supported; "
             "use a ratio below 1 or training.warmup_steps"
         )
@@ -100,6 +106,10 @@ def training_arguments_kwargs(cfg: TrainingConfig, world_size: int) -> dict[str,
         "seed": t.seed,
         "data_seed": t.seed,
         "dataloader_num_workers": cfg.data.num_workers,
+        "dataloader_pin_memory": torch.cuda.is_available(),
+        # without CUDA, accelerate only forms a multi-process (gloo) group when told "cpu"
+        "use_cpu": not torch.cuda.is_available(),
+        "ddp_find_unused_parameters": False,
         "report_to": ["tensorboard"] if tensorboard_enabled(cfg) else [],
         "remove_unused_columns": False,
         "label_names": ["labels"],

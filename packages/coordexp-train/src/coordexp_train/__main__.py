@@ -1,0 +1,7 @@
+"""``python -m coordexp_train``: the CLI, as torchrun and accelerate launch start it."""
+
+import sys
+
+from coordexp_train.cli import main
+
+sys.exit(main())

@@ -1,0 +1,120 @@
+"""One Stage-1 training run, composed from the package's components.
+
+Order (each step fails with an actionable message before the next, costlier one starts):
+
+1. config-time refusals (:func:`coordexp_train.settings.check_stage1_supported`);
+2. ``TrainingArguments`` (accumulation for the actual world size, DeepSpeed file);
+3. the resume checkpoint, if one is asked for, and the data files' existence;
+4. seed, then model + processor + coord vocabulary (the built-in tiny model is built
+   into the cache on first use; a checkpoint without coord tokens is refused);
+5. datasets and collator (the synthetic demo data is written on first use);
+6. ``Stage1Trainer.train`` (progress bar, JSONL metrics, checkpoints), the final save
+   under ``<output_dir>/final`` and a :class:`~coordexp_train.summary.RunSummary`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from transformers import PrinterCallback, set_seed
+
+from coordexp_schema import TrainingConfig
+from coordexp_train.arguments import (
+    BatchSizeError,
+    build_training_arguments,
+    tensorboard_enabled,
+    world_size_from_env,
+)
+from coordexp_train.checkpoints import FINAL_DIR, resolve_resume
+from coordexp_train.metrics_log import METRICS_FILE, JsonlMetrics
+from coordexp_train.model import CoordVocabError, ExpandVocabError, load_model_and_processor
+from coordexp_train.param_groups import apply_freezing
+from coordexp_train.progress import ProgressBar
+from coordexp_train.settings import (
+    UnsupportedSetting,
+    check_stage1_supported,
+    group_settings,
+    stage1_loss_weights,
+)
+from coordexp_train.stage1_data import DATA_ERRORS, build_stage1_data, check_data_files
+from coordexp_train.stage1_trainer import Stage1Trainer
+from coordexp_train.summary import RunSummary
+
+# Problems a user fixes in their config, files or checkpoint; the CLI prints them plainly.
+RUNTIME_ERRORS: tuple[type[Exception], ...] = (
+    UnsupportedSetting,
+    BatchSizeError,
+    CoordVocabError,
+    ExpandVocabError,
+    FileNotFoundError,
+    *DATA_ERRORS,
+)
+
+
+def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary | None:
+    """Run Stage-1 training for ``cfg``.
+
+    Args:
+        cfg: a validated config with ``custom.trainer_variant: stage1_sft``.
+        cache_dir: cache root for built-in models (default: ``COORDEXP_CACHE_DIR`` or
+            ``~/.cache/coordexp``).
+
+    Returns:
+        The summary on the main process; None on the other processes of a distributed run.
+
+    Raises:
+        UnsupportedSetting, CoordVocabError, FileNotFoundError, or a data error (see
+        :data:`RUNTIME_ERRORS`), each naming what to change.
+    """
+    check_stage1_supported(cfg)
+    args = build_training_arguments(cfg, world_size_from_env())
+    output_dir = Path(cfg.training.output_dir)
+    resume = resolve_resume(cfg.training.resume_from_checkpoint, output_dir)
+    check_data_files(cfg)
+
+    set_seed(cfg.training.seed)
+    loaded = load_model_and_processor(
+        cfg.model, coord_token_mode=cfg.custom.coord_token_mode, cache_dir=cache_dir
+    )
+    groups = group_settings(cfg)
+    apply_freezing(loaded.model, groups.frozen)
+    data = build_stage1_data(cfg, loaded)
+
+    metrics = JsonlMetrics(output_dir / METRICS_FILE)
+    trainer = Stage1Trainer(
+        model=loaded.model,
+        args=args,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        data_collator=data.collator,
+        processing_class=loaded.processor,
+        callbacks=[metrics, ProgressBar()],
+        coord_token_ids=torch.tensor(loaded.coord_vocab.ids),
+        loss_weights=stage1_loss_weights(cfg.custom),
+        group_settings=groups,
+    )
+    trainer.remove_callback(PrinterCallback)  # the progress bar and metrics.jsonl report logs
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    runtime = time.perf_counter() - started
+
+    final = output_dir / FINAL_DIR
+    trainer.save_model(str(final))
+    if not trainer.is_world_process_zero():
+        return None
+    loaded.processor.save_pretrained(str(final))
+    tensorboard = output_dir / "runs" if tensorboard_enabled(cfg) else None
+    return RunSummary(
+        output_dir=output_dir,
+        final_model=final,
+        metrics_file=metrics.path,
+        tensorboard_dir=tensorboard,
+        model_source=loaded.directory,
+        train_files=data.sources,
+        global_step=result.global_step,
+        train_loss=float(result.training_loss),
+        final_logs=metrics.last_train_log,
+        runtime_s=runtime,
+    )

@@ -1,0 +1,158 @@
+"""The Stage-1 trainer: transformers' ``Trainer`` with the CoordExp objective.
+
+What it adds to ``Trainer`` (everything else — accumulation, mixed precision, gradient
+checkpointing, DDP/DeepSpeed through accelerate, schedulers, checkpoints and resume — is
+the library's own code path):
+
+* :meth:`compute_loss` runs the model **without** labels and applies
+  :func:`coordexp_train.losses.stage1_loss` to its logits;
+* the loss parts (``token_ce``, ``soft_ce``, ``w1``, ``gate``, …) are averaged over the
+  micro-batches since the last log, averaged across processes, and logged with the loss;
+* :meth:`create_optimizer` builds AdamW with one learning rate per parameter group
+  (vision tower / aligner / LLM), see :mod:`coordexp_train.param_groups`.
+
+The returned loss is a per-micro-batch mean; the Trainer divides it by the number of
+accumulation steps, so an optimizer step sees the mean over its micro-batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Trainer
+
+from coordexp_train.data.batch import Batch
+from coordexp_train.losses import Stage1LossWeights, stage1_loss
+from coordexp_train.param_groups import GroupSettings, optimizer_groups
+
+LOSS_PART_NAMES = (
+    "token_ce",
+    "soft_ce",
+    "w1",
+    "gate",
+    "text_gate",
+    "bbox_smoothl1",
+    "bbox_ciou",
+    "coord_mass",
+)
+
+
+def box_label_positions(batch: Batch) -> torch.Tensor:
+    """Flat positions in ``batch.labels`` of each bbox's x1, y1, x2, y2 coord labels, ``[M, 4]``.
+
+    A coord target's label sits one position after the logits that predict it.
+    """
+    width = batch.labels.shape[1]
+    flat = batch.coord_batch_index * width + batch.coord_logit_position + 1
+    return flat[batch.box_coord_index]
+
+
+class LossPartsMeter:
+    """Running sums of the loss parts between two log events."""
+
+    def __init__(self) -> None:
+        self.sums = torch.zeros(len(LOSS_PART_NAMES), dtype=torch.float64)
+        self.counts = torch.zeros(len(LOSS_PART_NAMES), dtype=torch.float64)
+
+    def add(self, parts: Mapping[str, torch.Tensor]) -> None:
+        """Record one micro-batch's parts (unknown names are ignored)."""
+        for i, name in enumerate(LOSS_PART_NAMES):
+            if name in parts:
+                self.sums[i] += float(parts[name])
+                self.counts[i] += 1
+
+    def pop(self, reduce: Any = None) -> dict[str, float]:
+        """Means since the last call (``reduce`` sums tensors across processes); resets."""
+        stacked = torch.stack([self.sums, self.counts])
+        if reduce is not None:
+            stacked = reduce(stacked)
+        self.sums.zero_()
+        self.counts.zero_()
+        return {
+            name: float(stacked[0, i] / stacked[1, i])
+            for i, name in enumerate(LOSS_PART_NAMES)
+            if stacked[1, i] > 0
+        }
+
+
+class Stage1Trainer(Trainer):
+    """``Trainer`` whose loss is the Stage-1 CoordExp objective.
+
+    Args:
+        coord_token_ids: ``[1000]`` token id of each coord bin.
+        loss_weights: the objective's weights.
+        group_settings: per-group learning rates and weight decay for the optimizer.
+        **kwargs: passed to ``transformers.Trainer``.
+    """
+
+    def __init__(
+        self,
+        *,
+        coord_token_ids: torch.Tensor,
+        loss_weights: Stage1LossWeights,
+        group_settings: GroupSettings,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.coord_token_ids = coord_token_ids
+        self.loss_weights = loss_weights
+        self.group_settings = group_settings
+        self.loss_parts = LossPartsMeter()
+        # our loss is a per-micro-batch mean: let the Trainer divide by accumulation steps
+        self.loss_is_scaled_for_ga = False
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: Mapping[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        """Forward without labels, then the Stage-1 objective on the logits.
+
+        ``inputs`` is a :class:`~coordexp_train.data.batch.Batch` as a mapping (see
+        :mod:`coordexp_train.stage1_data`).
+        """
+        batch = Batch(**inputs)
+        outputs = model(**batch.model_inputs())
+        result = stage1_loss(
+            outputs.logits,
+            batch.labels,
+            self.coord_token_ids.to(batch.labels.device),
+            self.loss_weights,
+            box_label_positions(batch),
+        )
+        if model.training:
+            self.loss_parts.add(result.parts)
+        return (result.total, outputs) if return_outputs else result.total
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the averaged loss parts to training logs, then log as usual."""
+        if "loss" in logs:
+            logs.update(self.loss_parts.pop(self._sum_across_processes))
+        super().log(logs, start_time)
+
+    def _sum_across_processes(self, t: torch.Tensor) -> torch.Tensor:
+        if self.accelerator.num_processes == 1:
+            return t
+        summed: torch.Tensor = self.accelerator.reduce(
+            t.to(self.accelerator.device), reduction="sum"
+        )
+        return summed.cpu()
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """AdamW over the trainable parameters, one learning rate per parameter group."""
+        if self.optimizer is None:
+            target = self.model if model is None else model
+            if target is None:
+                raise RuntimeError("create_optimizer needs a model")
+            groups = optimizer_groups(target, self.group_settings)
+            self.optimizer = torch.optim.AdamW(
+                groups,
+                betas=(self.args.adam_beta1, self.args.adam_beta2),
+                eps=self.args.adam_epsilon,
+            )
+        return self.optimizer
