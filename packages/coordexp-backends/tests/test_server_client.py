@@ -130,8 +130,9 @@ def test_chunks_are_contiguous_round_robin_and_reassembled_in_order(
     out = client([a.url, b.url], tokenizer).generate(reqs, PARAMS)
     assert [r.request_id for r in out] == [r.request_id for r in reqs]
     assert [r.served_by for r in out] == [a.url] * 2 + [b.url] * 2 + [a.url] * 2 + [b.url]
-    assert [len(c) for c in a.chunks] == [2, 2]
-    assert [len(c) for c in b.chunks] == [2, 1]
+    # Chunks travel concurrently, so a server may receive its two in either order.
+    assert sorted(len(c) for c in a.chunks) == [2, 2]
+    assert sorted(len(c) for c in b.chunks) == [1, 2]
     for r in out:
         p = list(r.prompt_token_ids)
         assert r.response_token_ids == (len(p) % 50 + 100, sum(p) % 50 + 100, EOS)
