@@ -6,7 +6,7 @@ Answers of 1, 20, 60 and 200 objects (bboxes, or 8-point polygons), clean (close
 ended by <|im_end|>) or truncated in the middle of the last object, tokenized by a real
 byte-level BPE fast tokenizer (the tests' tokenizer: trained on answers, so structure
 merges like Qwen's). For a truncated answer json.loads is timed on its retained prefix
-closed with "}" (the full text is not JSON). Times are the best of several repeats.
+closed with "}" (the full text is not JSON). Times are the minimum over 25 repeats.
 """
 
 from __future__ import annotations
@@ -48,8 +48,13 @@ def answer(n: int, kind: str, rng: random.Random) -> str:
     return render_objects(objects)
 
 
-def best(fn: Any, number: int) -> float:
-    return min(timeit.repeat(fn, number=number, repeat=7)) / number
+def best(fn: Any) -> float:
+    """Seconds per call: the minimum over 25 repeats of about 2 ms each (noise-robust)."""
+    start = timeit.default_timer()
+    fn()
+    once = max(timeit.default_timer() - start, 1e-7)
+    number = max(1, int(2e-3 / once))
+    return min(timeit.repeat(fn, number=number, repeat=25)) / number
 
 
 def main() -> None:
@@ -74,10 +79,9 @@ def main() -> None:
                     ref = parse_rollout(ids, tok).prefix_text + "}"
                 rtext = tok.decode(ids)
                 parse_rollout(ids, tok)  # warm the per-token piece cache
-                number = max(20, 4000 // n)
-                t_json = best(lambda ref=ref: json.loads(ref), number)
-                t_text = best(lambda rtext=rtext: parse_text(rtext), number)
-                t_roll = best(lambda ids=ids: parse_rollout(ids, tok), number)
+                t_json = best(lambda ref=ref: json.loads(ref))
+                t_text = best(lambda rtext=rtext: parse_text(rtext))
+                t_roll = best(lambda ids=ids: parse_rollout(ids, tok))
                 rollout_us[(kind, state, n)] = t_roll
                 print(
                     f"{n:>7} {kind:>4} {state:>9} {len(ids):>6} {len(rtext):>6} "

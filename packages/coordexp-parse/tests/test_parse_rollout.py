@@ -253,3 +253,12 @@ def test_a_genuine_replacement_character_in_a_desc_survives(tokenizer: Any) -> N
     parse = parse_rollout(ids, tokenizer)
     assert [o.to_det_object() for o in parse.objects] == [obj]
     assert parse.text == tokenizer.decode(ids)
+
+
+def test_undecodable_ids_are_empty_pieces_that_end_a_byte_group() -> None:
+    half = encode(HF, "é")[:1]
+    assert HF.decode(half) == "\ufffd"
+    ids = [*half, -1, *encode(HF, "<|im_end|>"), *encode(HF, "{}")]
+    parse = parse_rollout(ids, HF)
+    assert parse.text == "\ufffd"
+    assert parse.ending == "no_object"

@@ -24,6 +24,8 @@ END_TOKEN = "<|im_end|>"
 _REPLACEMENT = "\ufffd"
 _MAX_GROUP = 8  # a group of byte pieces longer than this is decoded token by token
 _PROBE_TEXT = '{"object_1": {"desc": "café 🐶 ü", "bbox_2d": ["<|coord_0|>", "<|coord_999|>"]}}'
+_CACHED_TEXT_LEN = 16  # re-encoded prefix tails and "}" are short: cache their ids
+_CACHED_TEXTS = 4096
 _DECODE_ERRORS = (ValueError, OverflowError, IndexError, KeyError, TypeError)
 
 
@@ -83,6 +85,8 @@ class RolloutParser:
         self.tokenizer = tokenizer
         self._pieces: dict[int, str] = {}
         self._partial: dict[int, str] = {}  # pieces that are only part of a character
+        self._undecodable: set[int] = set()
+        self._encoded: dict[str, tuple[int, ...]] = {}  # short texts (prefix cuts, "}")
         tokens = all_coord_tokens()
         ids = self.encode("".join(tokens))
         if len(ids) != len(tokens) or any(
@@ -113,8 +117,15 @@ class RolloutParser:
             )
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of ``text`` with no special tokens added."""
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
+        """Token ids of ``text`` with no special tokens added (short texts are cached)."""
+        if len(text) > _CACHED_TEXT_LEN:
+            return list(self.tokenizer.encode(text, add_special_tokens=False))
+        ids = self._encoded.get(text)
+        if ids is None:
+            if len(self._encoded) >= _CACHED_TEXTS:
+                self._encoded.clear()
+            ids = self._encoded[text] = tuple(self.tokenizer.encode(text, add_special_tokens=False))
+        return list(ids)
 
     def _is_one_token(self, text: str) -> bool:
         ids = self.encode(text)
@@ -123,11 +134,16 @@ class RolloutParser:
     def _decode(self, ids: list[int]) -> str:
         try:
             return self.tokenizer.decode(ids)
-        except _DECODE_ERRORS:  # an id the tokenizer cannot decode is an empty piece
+        except _DECODE_ERRORS:
             return ""
 
     def _learn(self, token_id: int) -> None:
-        piece = self._decode([token_id])
+        try:
+            piece = self.tokenizer.decode([token_id])
+        except _DECODE_ERRORS:  # an id the tokenizer cannot decode is an empty piece
+            self._pieces[token_id] = ""
+            self._undecodable.add(token_id)
+            return
         if _REPLACEMENT in piece:
             self._partial[token_id] = piece
         else:
@@ -142,6 +158,8 @@ class RolloutParser:
         limit = min(len(ids), i + _MAX_GROUP)
         text = self._partial[ids[i]]
         for j in range(i + 1, limit):
+            if ids[j] in self._undecodable:
+                return j, text
             nxt = self._pieces.get(ids[j])
             if nxt is None:
                 nxt = self._partial[ids[j]]
