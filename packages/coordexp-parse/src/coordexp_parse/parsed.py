@@ -120,8 +120,9 @@ class RolloutParse:
         prefix_token_ids: for token parses, the token ids of ``prefix_text`` (the
             response's own tokens; a token cut by the prefix end is re-encoded for its
             kept part); None for text parses.
-        prefix_token_spans: for token parses, the character span of each prefix token in
+        prefix_token_starts: for token parses, where each prefix token starts in
             ``prefix_text`` (tokens that only form characters together share one span).
+        prefix_token_ends: for token parses, where each prefix token ends.
     """
 
     text: str
@@ -132,12 +133,20 @@ class RolloutParse:
     prefix_text: str
     max_object_index: int | None
     prefix_token_ids: tuple[int, ...] | None = None
-    prefix_token_spans: tuple[Span, ...] | None = None
+    prefix_token_starts: tuple[int, ...] | None = None
+    prefix_token_ends: tuple[int, ...] | None = None
 
     @property
     def truncated(self) -> bool:
         """Whether the response ended inside the top-level object."""
         return self.ending == "truncated"
+
+    @property
+    def prefix_token_spans(self) -> tuple[Span, ...] | None:
+        """For token parses, ``(start, end)`` of each prefix token; None for text parses."""
+        if self.prefix_token_starts is None or self.prefix_token_ends is None:
+            return None
+        return tuple(zip(self.prefix_token_starts, self.prefix_token_ends, strict=True))
 
     @property
     def num_dropped(self) -> int:

@@ -236,19 +236,23 @@ class RolloutParser:
         result = scan_text(text, self._locator(al))
         if result.ending == "no_object":
             head = self.align(self.encode("{"))
-            return replace(
-                result, prefix_token_ids=tuple(head.ids), prefix_token_spans=tuple(head.spans())
-            )
-        cut = len(result.prefix_text)
-        k = bisect_right(al.ends, cut)
-        ids = al.ids[:k]
-        spans = list(zip(al.starts[:k], al.ends[:k], strict=True))
-        if k < len(al.ids) and al.starts[k] < cut:  # the cut falls inside a token
-            start = al.starts[k]
-            tail = self.align(self.encode(text[start:cut]))
-            ids += tail.ids
-            spans += tail.spans(start)
-        return replace(result, prefix_token_ids=tuple(ids), prefix_token_spans=tuple(spans))
+            ids, starts, ends = head.ids, head.starts, head.ends
+        else:
+            cut = len(result.prefix_text)
+            k = bisect_right(al.ends, cut)
+            ids, starts, ends = al.ids[:k], al.starts[:k], al.ends[:k]
+            if k < len(al.ids) and al.starts[k] < cut:  # the cut falls inside a token
+                start = al.starts[k]
+                tail = self.align(self.encode(text[start:cut]))
+                ids += tail.ids
+                starts += [s + start for s in tail.starts]
+                ends += [e + start for e in tail.ends]
+        return replace(
+            result,
+            prefix_token_ids=tuple(ids),
+            prefix_token_starts=tuple(starts),
+            prefix_token_ends=tuple(ends),
+        )
 
 
 _PARSERS: weakref.WeakKeyDictionary[object, RolloutParser] = weakref.WeakKeyDictionary()
