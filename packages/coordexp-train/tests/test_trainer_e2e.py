@@ -149,3 +149,33 @@ def test_two_process_gloo_run_splits_the_effective_batch(workspace: Path) -> Non
     assert records[-1]["epoch"] == pytest.approx(1.0)
     state = json.loads((run / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
+
+
+def test_demo_config_runs_end_to_end_in_a_shortened_mode(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = Path(__file__).resolve().parents[3] / "configs" / "demo" / "stage1_tiny.yaml"
+    out = workspace / "demo"
+    code = main(
+        [
+            "--config",
+            str(demo),
+            "--override",
+            f"training.output_dir={out}",
+            "--override",
+            "training.max_steps=3",
+            "--override",
+            "training.save_steps=3",
+            "--override",
+            "data.train_sample_limit=48",
+            "--override",
+            "data.val_sample_limit=4",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Training finished." in printed
+    assert f"final model:   {out / 'final'}" in printed
+    assert f"checkpoints:   {out / 'checkpoint-3'}" in printed
+    assert "shapes-demo" in printed  # the built-in dataset was written and used
+    assert (out / "final" / "model.safetensors").is_file()

@@ -17,16 +17,22 @@ FINAL_DIR = "final"
 TRAINER_STATE = "trainer_state.json"
 
 
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The ``checkpoint-<step>`` folder with the largest step that holds a trainer state."""
+def checkpoints(output_dir: Path) -> tuple[Path, ...]:
+    """Complete ``checkpoint-<step>`` folders (holding a trainer state), by step."""
     if not output_dir.is_dir():
-        return None
+        return ()
     found = [
         (int(m.group(1)), p)
         for p in output_dir.iterdir()
         if (m := CHECKPOINT_RE.match(p.name)) and (p / TRAINER_STATE).is_file()
     ]
-    return max(found)[1] if found else None
+    return tuple(p for _, p in sorted(found))
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The complete ``checkpoint-<step>`` folder with the largest step, or None."""
+    found = checkpoints(output_dir)
+    return found[-1] if found else None
 
 
 def resolve_resume(setting: str | None, output_dir: Path) -> Path | None:

@@ -4,10 +4,11 @@ Order (each step fails with an actionable message before the next, costlier one 
 
 1. config-time refusals (:func:`coordexp_train.settings.check_stage1_supported`);
 2. ``TrainingArguments`` (accumulation for the actual world size, DeepSpeed file);
-3. the resume checkpoint, if one is asked for, and the data files' existence;
+3. the resume checkpoint, if one is asked for; the records files (built-in synthetic
+   datasets are written on first use);
 4. seed, then model + processor + coord vocabulary (the built-in tiny model is built
    into the cache on first use; a checkpoint without coord tokens is refused);
-5. datasets and collator (the synthetic demo data is written on first use);
+5. every record checked, datasets and collator;
 6. ``Stage1Trainer.train`` (progress bar, JSONL metrics, checkpoints), the final save
    under ``<output_dir>/final`` and a :class:`~coordexp_train.summary.RunSummary`.
 """
@@ -27,7 +28,7 @@ from coordexp_train.arguments import (
     tensorboard_enabled,
     world_size_from_env,
 )
-from coordexp_train.checkpoints import FINAL_DIR, resolve_resume
+from coordexp_train.checkpoints import FINAL_DIR, checkpoints, resolve_resume
 from coordexp_train.metrics_log import METRICS_FILE, JsonlMetrics
 from coordexp_train.model import CoordVocabError, ExpandVocabError, load_model_and_processor
 from coordexp_train.param_groups import apply_freezing
@@ -38,7 +39,7 @@ from coordexp_train.settings import (
     group_settings,
     stage1_loss_weights,
 )
-from coordexp_train.stage1_data import DATA_ERRORS, build_stage1_data, check_data_files
+from coordexp_train.stage1_data import DATA_ERRORS, build_stage1_data, prepare_data_files
 from coordexp_train.stage1_trainer import Stage1Trainer
 from coordexp_train.summary import RunSummary
 
@@ -72,7 +73,7 @@ def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary |
     args = build_training_arguments(cfg, world_size_from_env())
     output_dir = Path(cfg.training.output_dir)
     resume = resolve_resume(cfg.training.resume_from_checkpoint, output_dir)
-    check_data_files(cfg)
+    data_files = prepare_data_files(cfg, cache_dir)
 
     set_seed(cfg.training.seed)
     loaded = load_model_and_processor(
@@ -80,7 +81,7 @@ def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary |
     )
     groups = group_settings(cfg)
     apply_freezing(loaded.model, groups.frozen)
-    data = build_stage1_data(cfg, loaded)
+    data = build_stage1_data(cfg, loaded, cache_dir)
 
     metrics = JsonlMetrics(output_dir / METRICS_FILE)
     trainer = Stage1Trainer(
@@ -111,8 +112,9 @@ def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary |
         final_model=final,
         metrics_file=metrics.path,
         tensorboard_dir=tensorboard,
+        checkpoints=checkpoints(output_dir),
         model_source=loaded.directory,
-        train_files=data.sources,
+        train_files=tuple(str(p) for p in data_files),
         global_step=result.global_step,
         train_loss=float(result.training_loss),
         final_logs=metrics.last_train_log,

@@ -1,13 +1,15 @@
-"""The Stage-1 trainer's data: datasets and collator built from the config.
+"""The Stage-1 trainer's data: the pipeline's datasets, plus a collator for the Trainer.
 
-Composes the data pipeline (:mod:`coordexp_train.data`) for ``transformers.Trainer``:
-the collator turns encoded samples (or packs of them) into a
-:class:`~coordexp_train.data.batch.Batch` and hands it to the Trainer as a mapping of its
-fields, so the Trainer moves every tensor to the device and finds ``labels``.
+The datasets come from :mod:`coordexp_train.data` (``datasets_from_config``; built-in
+``builtin:<name>/<split>`` datasets are written on first use). The collator turns encoded
+samples (or packs of them) into a :class:`~coordexp_train.data.batch.Batch` and hands it
+to ``transformers.Trainer`` as a mapping of its fields, so the Trainer moves every tensor
+to the device and finds ``labels``.
 
-With ``training.packing`` the packs are planned once over the file order (coordexp-pack,
-capacity ``training.packing_length`` or ``global_max_length``); the Trainer's sampler then
-shuffles packs each epoch and ``per_device_train_batch_size`` counts packed rows.
+With ``training.packing`` the pack plan is made once, for epoch 0
+(``pack_plan_from_config``); the Trainer's sampler then reshuffles the packs every epoch
+and ``per_device_train_batch_size`` counts packed rows. A fixed plan keeps the number of
+steps per epoch constant, which exact resume relies on.
 """
 
 from __future__ import annotations
@@ -20,12 +22,18 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from coordexp_schema import TrainingConfig
-from coordexp_train.data.batch import Batch, collate_rows
-from coordexp_train.data.dataset import DetectionDataset
-from coordexp_train.data.encode import EncodedSample, SampleEncoder
-from coordexp_train.data.packing import PackedDataset, plan_packs
-from coordexp_train.data.prompts import PromptSpec
-from coordexp_train.data.samples import InvalidReport, SampleError
+from coordexp_train.data import (
+    Batch,
+    EncodedSample,
+    InvalidReport,
+    PackedDataset,
+    SampleError,
+    collate_rows,
+    datasets_from_config,
+    encoder_from_config,
+    pack_plan_from_config,
+    resolve_records_path,
+)
 from coordexp_train.model import LoadedModel
 
 
@@ -37,25 +45,30 @@ class PackingError(ValueError):
 DATA_ERRORS: tuple[type[Exception], ...] = (SampleError, PackingError)
 
 
-def check_data_files(cfg: TrainingConfig) -> None:
-    """Fail early (before a model is loaded) when a configured data path does not exist.
+def prepare_data_files(cfg: TrainingConfig, cache_dir: Path | None = None) -> tuple[Path, ...]:
+    """Resolve the records files (writing built-in datasets if missing) and check they exist.
+
+    Runs before any model is loaded, so a wrong path fails in a second.
+
+    Returns:
+        The resolved train (and val) JSONL paths.
 
     Raises:
         FileNotFoundError: naming the ``data.*`` key and the path.
+        ValueError: a malformed ``builtin:`` reference (from the data pipeline).
     """
     d = cfg.data
-    for key, path, want_dir in (
-        ("data.train_jsonl", d.train_jsonl, False),
-        ("data.val_jsonl", d.val_jsonl, False),
-        ("data.image_root", d.image_root, True),
-    ):
-        if path is None:
+    resolved: list[Path] = []
+    for key, ref in (("data.train_jsonl", d.train_jsonl), ("data.val_jsonl", d.val_jsonl)):
+        if ref is None:
             continue
-        p = Path(path).expanduser()
-        ok = p.is_dir() if want_dir else p.is_file()
-        if not ok:
-            kind = "folder" if want_dir else "JSONL records file"
-            raise FileNotFoundError(f"{key}: {path!r} does not exist; give a {kind}")
+        path = resolve_records_path(ref, cache_dir=cache_dir)
+        if not path.is_file():
+            raise FileNotFoundError(f"{key}: {ref!r} does not exist; give a JSONL records file")
+        resolved.append(path)
+    if d.image_root is not None and not Path(d.image_root).expanduser().is_dir():
+        raise FileNotFoundError(f"data.image_root: {d.image_root!r} is not a folder")
+    return tuple(resolved)
 
 
 def batch_as_mapping(batch: Batch) -> dict[str, Any]:
@@ -83,74 +96,40 @@ class Stage1Data:
         train: training items (samples, or packs when packing).
         eval: validation samples, or None without ``data.val_jsonl``.
         collator: turns a list of items into a batch mapping.
-        sources: the files read (for the summary).
+        num_samples: training samples kept.
         skipped: samples left out under ``data.on_invalid: skip``.
     """
 
     train: Dataset[Any]
     eval: Dataset[Any] | None
     collator: RowCollator
-    sources: tuple[str, ...]
+    num_samples: int
     skipped: InvalidReport
 
 
-def build_stage1_data(cfg: TrainingConfig, loaded: LoadedModel) -> Stage1Data:
+def build_stage1_data(
+    cfg: TrainingConfig, loaded: LoadedModel, cache_dir: Path | None = None
+) -> Stage1Data:
     """Check every record and build the datasets (see the module docstring).
 
     Raises:
-        FileNotFoundError: a JSONL file is missing (the message names ``data.*``).
         SampleError: under ``data.on_invalid: error``, the first bad sample.
         PackingError: with packing, a sample longer than the pack capacity under
             ``training.packing_oversize: error``.
     """
-    d, t = cfg.data, cfg.training
-    encoder = SampleEncoder(
-        loaded.processor,
-        prompt=PromptSpec(
-            variant=cfg.template.prompt_variant,
-            field_order=cfg.template.object_field_order,
-            system_prompt=cfg.template.system_prompt,
-        ),
-        max_pixels=cfg.template.max_pixels,
-        min_pixels=cfg.template.min_pixels,
-        object_order=d.object_order,
-        seed=t.seed,
-        max_length=cfg.global_max_length,
-    )
-    train = _dataset(d.train_jsonl, encoder, cfg, d.train_sample_limit)
-    skipped = train.report
-    evaluation = None
-    if d.val_jsonl is not None:
-        evaluation = _dataset(d.val_jsonl, encoder, cfg, d.val_sample_limit)
-    train_items: Dataset[Any] = train
-    if t.packing:
+    encoder = encoder_from_config(cfg, loaded.processor)
+    splits = datasets_from_config(cfg, encoder, cache_dir=cache_dir)
+    train_items: Dataset[Any] = splits.train
+    if cfg.training.packing:
         try:
-            plan = plan_packs(
-                train.lengths,
-                [ref.record.source for ref in train.refs],
-                list(range(len(train))),
-                capacity=t.packing_length or cfg.global_max_length,
-                oversize=t.packing_oversize,
-                min_fill_ratio=t.packing_min_fill_ratio,
-            )
+            plan = pack_plan_from_config(cfg, splits.train, epoch=0)
         except ValueError as exc:
             raise PackingError(str(exc)) from None
-        train_items = PackedDataset(train, plan)
-    sources = tuple(s for s in (d.train_jsonl, d.val_jsonl, d.image_root) if s is not None)
+        train_items = PackedDataset(splits.train, plan)
     return Stage1Data(
         train=train_items,
-        eval=evaluation,
+        eval=splits.val,
         collator=RowCollator(int(loaded.processor.tokenizer.pad_token_id)),
-        sources=sources,
-        skipped=skipped,
-    )
-
-
-def _dataset(
-    path: str, encoder: SampleEncoder, cfg: TrainingConfig, limit: int | None
-) -> DetectionDataset:
-    jsonl = Path(path).expanduser()
-    root = Path(cfg.data.image_root).expanduser() if cfg.data.image_root is not None else None
-    return DetectionDataset(
-        jsonl, encoder, image_root=root, on_invalid=cfg.data.on_invalid, limit=limit
+        num_samples=len(splits.train),
+        skipped=splits.train.report,
     )

@@ -15,6 +15,7 @@ class RunSummary:
         final_model: the saved model + processor (loadable as ``model.model``).
         metrics_file: the JSONL metrics.
         tensorboard_dir: TensorBoard event files, or None when not written.
+        checkpoints: the ``checkpoint-<step>`` folders left in ``output_dir``.
         model_source: the checkpoint folder training started from.
         train_files: the training JSONL (and image root) used.
         global_step: optimizer steps done (including resumed ones).
@@ -27,6 +28,7 @@ class RunSummary:
     final_model: Path
     metrics_file: Path
     tensorboard_dir: Path | None
+    checkpoints: tuple[Path, ...]
     model_source: Path
     train_files: tuple[str, ...]
     global_step: int
@@ -48,7 +50,7 @@ class RunSummary:
             f"  last log:      {parts or '-'}",
             f"  final model:   {self.final_model}",
             f"  metrics:       {self.metrics_file}",
-            f"  checkpoints:   {self.output_dir}/checkpoint-*/",
+            f"  checkpoints:   {', '.join(str(p) for p in self.checkpoints) or '-'}",
             f"  started from:  {self.model_source}",
             f"  data:          {', '.join(self.train_files)}",
         ]
