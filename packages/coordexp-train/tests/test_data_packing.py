@@ -192,3 +192,12 @@ def test_encoded_samples_survive_collation_unchanged(dataset: DetectionDataset) 
     assert torch.equal(batch.position_ids[:, 0], sample.position_ids)
     assert torch.equal(batch.pixel_values, sample.pixel_values)
     assert Path(sample.source.rsplit(":", 1)[0]).name == "train.jsonl"
+
+
+def test_batch_to_moves_every_tensor_and_keeps_the_spans(dataset: DetectionDataset) -> None:
+    batch = collate_samples([dataset[0], dataset[1]], pad_token_id=0)
+    moved = batch.to(torch.device("meta"))
+    assert moved.input_ids.device.type == "meta"
+    assert moved.box_coord_index.device.type == "meta"
+    assert moved.samples == batch.samples
+    assert batch.input_ids.device.type == "cpu"

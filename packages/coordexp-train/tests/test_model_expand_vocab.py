@@ -157,3 +157,26 @@ def test_tampered_coord_record_is_refused(expanded_dir: Path, tmp_path: Path) ->
     (copy / COORD_VOCAB_FILE).write_text(json.dumps(record))
     with pytest.raises(CoordVocabError, match="directory was modified after expand-vocab"):
         load_model_and_processor(_settings(copy))
+
+
+def test_tied_embeddings_stay_tied_and_follow_the_rule(base_dir: Path, tmp_path: Path) -> None:
+    tied = AutoModelForImageTextToText.from_pretrained(str(base_dir))
+    tied.config.tie_word_embeddings = True
+    tied.tie_weights()
+    tied.save_pretrained(str(tmp_path / "tied"))
+    load_processor(base_dir).save_pretrained(str(tmp_path / "tied"))
+    expand_vocab(tmp_path / "tied", tmp_path / "expanded")
+    model = load_model_and_processor(_settings(tmp_path / "expanded")).model
+    embedding, head = input_embedding(model), output_embedding(model)
+    assert head is not None
+    assert head.data_ptr() == embedding.data_ptr()
+    old_len = len(load_processor(base_dir).tokenizer)
+    ref = input_embedding(tied)[:old_len].double()
+    expected = ref.mean(0) + OFFSET_SCALE * ref.std(0) * coord_offsets(ref.shape[1])
+    got = embedding[old_len : old_len + 1000].double()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+def test_expand_vocab_refuses_a_source_that_is_not_a_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(ExpandVocabError, match=r"--src .* is not a checkpoint folder"):
+        expand_vocab(tmp_path / "nothing", tmp_path / "out")

@@ -74,9 +74,14 @@ def expand_vocab(src: Path, dst: Path, *, coord_token_mode: CoordTokenMode = "ad
         The coord vocabulary of the new checkpoint (also written to ``coord_vocab.json``).
 
     Raises:
-        ExpandVocabError: ``dst`` is not empty, or the tokenizer already holds some or all
-            coord tokens.
+        ExpandVocabError: ``src`` is not a checkpoint folder, ``dst`` is not empty, or the
+            tokenizer already holds some or all coord tokens.
     """
+    if not (src / "config.json").is_file():
+        raise ExpandVocabError(
+            f"--src {src} is not a checkpoint folder (no config.json); give the folder of a "
+            "local Qwen-VL checkpoint"
+        )
     if dst.exists() and any(dst.iterdir()):
         raise ExpandVocabError(f"--dst {dst} is not empty; give a new folder")
     processor = load_processor(src)
@@ -105,7 +110,7 @@ def expand_vocab(src: Path, dst: Path, *, coord_token_mode: CoordTokenMode = "ad
     ids = list(coord_vocab.ids)
     init_coord_rows(embedding, ids, old_len)
     head = output_embedding(model)
-    if head is not None and head is not embedding:
+    if head is not None and head.data_ptr() != embedding.data_ptr():  # untied LM head
         init_coord_rows(head, ids, old_len)
 
     dst.mkdir(parents=True, exist_ok=True)
