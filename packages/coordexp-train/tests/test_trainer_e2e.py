@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -15,11 +16,16 @@ import torch
 from safetensors.torch import load_file
 
 from coordexp_schema import load_config
+from coordexp_train.arguments import build_training_arguments
 from coordexp_train.cli import main
 from coordexp_train.data.synthetic import write_synthetic_dataset
 from coordexp_train.data.synthetic_scene import SceneSpec
 from coordexp_train.metrics_log import read_metrics
+from coordexp_train.model import load_model_and_processor
+from coordexp_train.param_groups import apply_freezing, group_of
 from coordexp_train.run import train
+from coordexp_train.settings import group_settings, stage1_loss_weights
+from coordexp_train.stage1_trainer import Stage1Trainer
 
 CONFIG = """\
 model:
@@ -93,6 +99,19 @@ def test_cli_trains_saves_and_reports_where_everything_is(
     assert any("eval_loss" in r for r in records)
     # 16 samples, 4 per optimizer step: 4 steps are one epoch
     assert train_logs[-1]["epoch"] == pytest.approx(1.0)
+    # the rate logged at step s is the one step s used: 0 in the warm-up step, then cosine
+    # over the 3 remaining steps: peak · ½(1 + cos(π (s − 2) / 3))
+    expected = [0.0] + [1e-3 * 0.5 * (1 + math.cos(math.pi * (s - 2) / 3)) for s in (2, 3, 4)]
+    assert [r["learning_rate"] for r in train_logs] == pytest.approx(expected)
+    # tuner.freeze_vision_tower defaults to true: the vision tower did not move, the LLM did
+    start = _weights(
+        Path(os.environ["COORDEXP_CACHE_DIR"]).glob("models/tiny-qwen3-vl-*").__next__()
+    )
+    end = _weights(run / "final")
+    vision = [n for n in start if "visual." in n and "merger" not in n]
+    assert vision
+    assert all(torch.equal(start[n], end[n]) for n in vision)
+    assert not torch.equal(start["lm_head.weight"], end["lm_head.weight"])
 
 
 def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(workspace: Path) -> None:
@@ -179,3 +198,55 @@ def test_demo_config_runs_end_to_end_in_a_shortened_mode(
     assert f"checkpoints:   {out / 'checkpoint-3'}" in printed
     assert "shapes-demo" in printed  # the built-in dataset was written and used
     assert (out / "final" / "model.safetensors").is_file()
+
+
+def test_gradient_checkpointing_gives_the_same_training(workspace: Path) -> None:
+    plain = train(load_config(_config_file(workspace, "plain"), ["training.max_steps=2"]))
+    ckpt = train(
+        load_config(
+            _config_file(workspace, "gc"),
+            ["training.max_steps=2", "training.gradient_checkpointing=true"],
+        )
+    )
+    assert plain is not None
+    assert ckpt is not None
+    a, b = _weights(plain.final_model), _weights(ckpt.final_model)
+    assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)
+
+
+def test_optimizer_has_one_learning_rate_per_group_and_skips_frozen_parameters(
+    workspace: Path,
+) -> None:
+    cfg = load_config(
+        _config_file(workspace, "groups"),
+        ["training.aligner_lr=0.02", "training.llm_lr=0.001", "tuner.freeze_vision_tower=true"],
+    )
+    loaded = load_model_and_processor(cfg.model)
+    settings = group_settings(cfg)
+    apply_freezing(loaded.model, settings.frozen)
+    trainer = Stage1Trainer(
+        model=loaded.model,
+        args=build_training_arguments(cfg, 1),
+        coord_token_ids=torch.tensor(loaded.coord_vocab.ids),
+        loss_weights=stage1_loss_weights(cfg.custom),
+        group_settings=settings,
+    )
+    optimizer = trainer.create_optimizer()
+    by_name = {g["name"]: g for g in optimizer.param_groups}
+    assert {n.split("/")[0] for n in by_name} == {"aligner", "llm"}
+    assert by_name["aligner/decay"]["lr"] == 0.02
+    assert by_name["llm/decay"]["lr"] == 0.001
+    in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    frozen = [p for n, p in loaded.model.named_parameters() if group_of(n) == "vision_tower"]
+    assert frozen
+    assert not any(id(p) in in_optimizer for p in frozen)
+
+
+def test_bf16_autocast_trains_with_finite_losses(workspace: Path) -> None:
+    summary = train(
+        load_config(_config_file(workspace, "bf16"), ["training.max_steps=2", "training.bf16=true"])
+    )
+    assert summary is not None
+    logged = [r for r in read_metrics(summary.metrics_file) if "loss" in r]
+    assert len(logged) == 2
+    assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in logged)
