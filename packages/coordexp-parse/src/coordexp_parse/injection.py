@@ -10,12 +10,12 @@ without parsing again.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
-from coordexp_parse.parsed import RolloutParse, Span
+from coordexp_parse.parsed import Entry, RolloutParse, Span
 from coordexp_parse.render import FieldOrder, ObjectLike, render_entries
 from coordexp_parse.scanner import scan_text
 from coordexp_parse.tokens import END_TOKEN, RolloutParser, TokenizerLike, parser_for
@@ -162,70 +162,58 @@ def _label(
     close_start: int,
     matched: set[int],
 ) -> InjectedAnswer:
-    full = scan_text(text[: -len(END_TOKEN)])
+    # Parse the FN entries alone (as "{" + entries + "}") and shift them into place: the
+    # prefix's entries and objects are the parse's own.
     n_pred = len(parse.objects)
-    expected: list[tuple[int, str, str, tuple[int, ...]]]
-    expected = [(o.index, o.desc, o.kind, o.coords) for o in parse.objects]
+    at = len(parse.prefix_text) + (2 if parse.entries and fn_objects else 0)
+    shift = at - 1
+    fn_scan = scan_text("{" + text[at : len(text) - len(END_TOKEN) - 1] + "}")
     start = (parse.max_object_index or 0) + 1
-    expected += [(start + j, o.desc, o.kind, tuple(o.coords)) for j, o in enumerate(fn_objects)]
-    got = [(o.index, o.desc, o.kind, o.coords) for o in full.objects]
-    if full.ending != "closed" or got != expected:
-        raise ValueError("the injected answer does not parse back to prefix objects + FN objects")
-    ends = [e for _, e in spans]
-    # Owner of each object in full.objects: prefix objects then FN objects.
-    obj_owner = [(Owner.MATCHED if i in matched else Owner.FP, i) for i in range(n_pred)] + [
-        (Owner.FN, j) for j in range(len(fn_objects))
+    expected = [(start + j, o.desc, o.kind, tuple(o.coords)) for j, o in enumerate(fn_objects)]
+    got = [(o.index, o.desc, o.kind, o.coords) for o in fn_scan.objects]
+    if fn_scan.ending != "closed" or got != expected:
+        raise ValueError("the injected FN entries do not parse back to the FN objects")
+    entries = [
+        *parse.entries,
+        *(Entry(e.key, e.index, _shifted(e.span, shift), None, n_pred + j)
+          for j, e in enumerate(fn_scan.entries)),
+    ]  # fmt: skip
+    located = [(o.desc_span, o.coord_spans) for o in parse.objects]
+    located += [
+        (_shifted(o.desc_span, shift), tuple(_shifted(c, shift) for c in o.coord_spans))
+        for o in fn_scan.objects
     ]
+    starts = [a for a, _ in spans]
+    ends = [b for _, b in spans]
+    # The label of each object in full.objects: prefix objects, then FN objects.
+    obj_label = [(Owner.MATCHED if i in matched else Owner.FP, i) for i in range(n_pred)]
+    obj_label += [(Owner.FN, j) for j in range(len(fn_objects))]
     coord_pos: list[tuple[int, ...]] = []
-    for obj in full.objects:
+    for _, coord_spans in located:
         positions = []
-        for s, e in obj.coord_spans:
+        for s, e in coord_spans:
             t = bisect_right(ends, s)
             if spans[t] != (s, e) or ids[t] not in parser.coord_id_set:
                 raise ValueError(f"coordinate at characters {s}..{e} is not one coord token")
             positions.append(t)
         coord_pos.append(tuple(positions))
-    coord_at = {t: k for k, ps in enumerate(coord_pos) for t in ps}
-    owners: list[Owner] = []
-    roles: list[Role] = []
-    ordinals: list[int] = []
-    entries = full.entries
-    entry_ends = [e.span[1] for e in entries]
-    for t, (a, b) in enumerate(spans):
-        if t >= close_start:
-            owners.append(Owner.NONE)
-            roles.append(Role.END if t == len(ids) - 1 else Role.CLOSE)
-            ordinals.append(-1)
-            continue
-        if t in coord_at:
-            owner, ordinal = obj_owner[coord_at[t]]
-            owners.append(owner)
-            roles.append(Role.COORD)
-            ordinals.append(ordinal)
-            continue
-        b = max(b, a + 1)
-        hit = []
-        k = bisect_right(entry_ends, a)
-        while k < len(entries) and entries[k].span[0] < b:
-            hit.append(entries[k])
-            k += 1
-        if t >= prefix_length and not hit:  # a tail separator: part of the FN entry after it
-            hit = [entries[k]]
-        owner, ordinal = _owner_of(
-            [None if e.ordinal is None else obj_owner[e.ordinal] for e in hit]
-        )
-        is_desc = owner is not Owner.NONE and any(
-            e.ordinal is not None and _overlaps(full.objects[e.ordinal].desc_span, a, b)
-            for e in hit
-        )
-        owners.append(owner)
-        roles.append(Role.DESC if is_desc else Role.STRUCTURE)
-        ordinals.append(ordinal)
+    n = len(ids)
+    labels = _entry_labels(entries, obj_label, len(parse.prefix_text), starts, ends)
+    roles = [Role.STRUCTURE] * n
+    roles[close_start : n - 1] = [Role.CLOSE] * (n - 1 - close_start)
+    roles[n - 1] = Role.END
+    for k, ((ds, de), _) in enumerate(located):
+        for t in coord_pos[k]:
+            labels[t] = obj_label[k]
+            roles[t] = Role.COORD
+        for t in range(bisect_right(ends, ds), bisect_left(starts, de)):
+            if labels[t][0] is not Owner.NONE:
+                roles[t] = Role.DESC
     return InjectedAnswer(
         token_ids=tuple(ids),
-        owners=tuple(owners),
+        owners=tuple(label[0] for label in labels),
         roles=tuple(roles),
-        ordinals=tuple(ordinals),
+        ordinals=tuple(label[1] for label in labels),
         spans=tuple(spans),
         text=text,
         prefix_length=prefix_length,
@@ -235,21 +223,49 @@ def _label(
     )
 
 
-def _owner_of(labels: list[tuple[Owner, int] | None]) -> tuple[Owner, int]:
-    """A token's owner from the entries it overlaps (None: a dropped entry).
+_NOBODY = (Owner.NONE, -1)
 
-    FP wins (an FP's tokens stay neutral); otherwise the first owner when every overlapped
-    entry is a valid object; NONE when it touches no entry or a dropped one.
+
+def _shifted(span: Span, by: int) -> Span:
+    return span[0] + by, span[1] + by
+
+
+def _entry_labels(
+    entries: Sequence[Entry],
+    obj_label: list[tuple[Owner, int]],
+    tail_start: int,
+    starts: list[int],
+    ends: list[int],
+) -> list[tuple[Owner, int]]:
+    """(owner, ordinal) of every token from the entries its characters overlap.
+
+    An FN entry's span is widened back over the separator before it. A token touching
+    several entries (only the first and last token of an entry can) combines their
+    labels: FP wins, then NONE when one is a dropped entry, else the first.
     """
-    for label in labels:
-        if label is not None and label[0] is Owner.FP:
-            return label
-    if not labels or None in labels:
-        return Owner.NONE, -1
-    first = labels[0]
-    assert first is not None
+    labels: list[tuple[Owner, int] | None] = [None] * len(starts)
+    previous_end = tail_start
+    for entry in entries:
+        s, e = entry.span
+        label = _NOBODY if entry.ordinal is None else obj_label[entry.ordinal]
+        if label[0] is Owner.FN:
+            s, previous_end = previous_end, e
+        t0, t1 = bisect_right(ends, s), bisect_left(starts, e)
+        if t0 >= t1:
+            continue
+        for t in {t0, t1 - 1}:
+            old = labels[t]
+            labels[t] = label if old is None else _combine(old, label)
+        if t1 - t0 > 2:
+            labels[t0 + 1 : t1 - 1] = [label] * (t1 - t0 - 2)
+    return [_NOBODY if label is None else label for label in labels]
+
+
+def _combine(first: tuple[Owner, int], second: tuple[Owner, int]) -> tuple[Owner, int]:
+    if first[0] is Owner.FP:
+        return first
+    if second[0] is Owner.FP:
+        return second
+    if first[0] is Owner.NONE or second[0] is Owner.NONE:
+        return _NOBODY
     return first
-
-
-def _overlaps(span: Span, a: int, b: int) -> bool:
-    return a < span[1] and span[0] < b
