@@ -262,3 +262,10 @@ def test_undecodable_ids_are_empty_pieces_that_end_a_byte_group() -> None:
     parse = parse_rollout(ids, HF)
     assert parse.text == "\ufffd"
     assert parse.ending == "no_object"
+
+
+def test_numpy_token_ids_parse_like_python_ints() -> None:
+    import numpy as np
+
+    ids = encode(HF, render_objects(OBJECTS))
+    assert parse_rollout(np.array(ids[:-3], dtype=np.int64), HF) == parse_rollout(ids[:-3], HF)

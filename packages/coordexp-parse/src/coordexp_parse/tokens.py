@@ -178,6 +178,8 @@ class RolloutParser:
         group's span and the group's text is what the tokens decode to together.
         """
         ids = list(token_ids)
+        if ids and type(ids[0]) is not int:  # numpy / torch integers
+            ids = list(map(int, ids))
         pieces = list(map(self._pieces.get, ids))
         if None not in pieces:
             ends = list(accumulate(map(len, pieces)))  # type: ignore[arg-type]
@@ -225,6 +227,8 @@ class RolloutParser:
 
     def parse(self, token_ids: Sequence[int]) -> RolloutParse:
         """Parse response token ids (total: never raises; deterministic).
+
+        ``token_ids`` may be any sequence of integers (Python, numpy or 0-d torch).
 
         The response ends at the first stop string in its text (``<|im_end|>``,
         ``<|endoftext|>``). Objects carry ``coord_token_positions``; a coordinate that is
