@@ -156,3 +156,12 @@ def test_decode_failure_after_the_check_still_names_the_record(
 
 def test_empty_report_summary() -> None:
     assert InvalidReport().summary() == "no invalid samples"
+
+
+def test_decompression_bombs_are_undecodable_images(
+    loaded: LoadedModel, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x48 is over twice this
+    path = _write(folder, [_good("ok.png")])
+    with pytest.raises(SampleError, match=r":1: image .*ok\.png cannot be read \(Image size"):
+        DetectionDataset(path, _encoder(loaded))

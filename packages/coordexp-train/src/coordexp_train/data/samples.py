@@ -173,7 +173,13 @@ def check_image(record: Record, root: Path) -> Path:
         with Image.open(path) as im:
             size = im.size
             im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as e:
         raise SampleError(
             record.source, "undecodable_image", f"image {path} cannot be read ({e})"
         ) from e

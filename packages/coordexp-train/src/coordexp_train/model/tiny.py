@@ -5,7 +5,7 @@
 * ``tiny-qwen3-vl`` — text tower hidden 128 × 2 layers, vision tower 2 blocks of width 32
   (≈0.9 M parameters): fast enough for unit tests and the HF/vLLM backend checks.
 * ``small-qwen3-vl`` — text hidden 256 × 4 layers, vision 4 blocks of width 128 (≈5.6 M
-  parameters): enough capacity to learn the synthetic shapes on a CPU in minutes.
+  parameters): more capacity for the CPU demo, at several times the step cost.
 
 Both keep Qwen3-VL's real shapes where they matter: text ``head_dim`` 64 (vLLM's CPU
 attention kernels reject smaller heads), interleaved mRoPE with ``mrope_section``
