@@ -64,6 +64,7 @@ def test_a_record_without_objects_is_valid() -> None:
         ({"bbox_2d": [1, 2, 3, 4]}, "desc must be a non-empty string"),
         ({"desc": " ", "bbox_2d": [1, 2, 3, 4]}, "desc must be a non-empty string"),
         ({"desc": "x<|im_end|>", "bbox_2d": [1, 2, 3, 4]}, "contains a stop string"),
+        ({"desc": "x\ud800", "bbox_2d": [1, 2, 3, 4]}, "lone surrogate"),
         ({"desc": "cat"}, "needs exactly one geometry (bbox_2d or poly), found none"),
         (
             {"desc": "cat", "bbox_2d": [1, 2, 3, 4], "poly": [1, 2, 3, 4, 5, 6]},

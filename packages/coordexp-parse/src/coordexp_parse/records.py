@@ -11,7 +11,8 @@ Rules (each violation is a :class:`RecordError` naming file, line and object ind
 - keys: ``images`` (non-empty list of non-empty strings, relative to the JSONL file),
   ``width`` and ``height`` (ints ≥ 1), ``objects`` (a list, possibly empty); optional
   ``summary`` (string) and ``metadata`` (object, free-form); no other key.
-- each object: ``desc`` (a string, non-empty after strip, without a stop string) and
+- each object: ``desc`` (a string, non-empty after strip, without a stop string or a
+  lone surrogate escape) and
   exactly one geometry: ``bbox_2d`` = ``[x1, y1, x2, y2]`` with x1 ≤ x2, y1 ≤ y2, or
   ``poly`` = flat ``[x1, y1, x2, y2, …]`` (even length, ≥ 6 values; an optional
   ``poly_points`` must equal the number of points); no other key.
@@ -116,6 +117,8 @@ def _object_problem(obj: Any, width: int, height: int) -> str | None:
         return f"desc must be a non-empty string, got {desc!r}"
     if any(stop in desc for stop in STOP_STRINGS):
         return f"desc {desc!r} contains a stop string {list(STOP_STRINGS)}"
+    if not desc.isprintable() and any(0xD800 <= ord(c) <= 0xDFFF for c in desc):
+        return f"desc {desc!r} holds a lone surrogate (\\ud800-\\udfff escape): not text"
     geoms = [k for k in GEOMETRY_KINDS if k in obj]
     if len(geoms) != 1:
         found = "none" if not geoms else " and ".join(geoms)
