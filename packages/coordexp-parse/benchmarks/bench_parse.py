@@ -19,7 +19,14 @@ import timeit
 from pathlib import Path
 from typing import Any
 
-from coordexp_parse import DetObject, parse_rollout, parse_text, parser_for, render_objects
+from coordexp_parse import (
+    DetObject,
+    build_injection,
+    parse_rollout,
+    parse_text,
+    parser_for,
+    render_objects,
+)
 
 DESCS = ["black cat", "red square", "person", "traffic light", "dog", "blue circle"]
 
@@ -88,6 +95,18 @@ def main() -> None:
                     f"{t_json * 1e6:>9.1f}us {t_text * 1e6:>8.1f}us {t_text / t_json:>5.1f}x "
                     f"{t_roll * 1e6:>9.1f}us {t_roll / t_json:>5.1f}x"
                 )
+    print("\nbuild_injection (bbox rollout truncated in its last object, every other object")
+    print("matched, 5 FN bboxes injected), against parse_rollout of the same rollout:")
+    fn = [DetObject("dog", "bbox_2d", (10 * i, 10, 10 * i + 50, 90)) for i in range(5)]
+    for n in (1, 20, 60, 200):
+        ids = tok.encode(answer(n, "bbox", rng), add_special_tokens=False)[:-12]
+        parse = parse_rollout(ids, tok)
+        matched = list(range(0, len(parse.objects), 2))
+        t_inj = best(
+            lambda parse=parse, matched=matched: build_injection(parse, fn, tok, matched=matched)
+        )
+        t_roll = best(lambda ids=ids: parse_rollout(ids, tok))
+        print(f"{n:>7} objects: {t_inj * 1e6:>9.1f}us  ({t_inj / t_roll:.1f}x parse_rollout)")
     print("\nlinearity, parse_rollout time of 200 objects / 60 objects (3.3 = linear):")
     for kind in ("bbox", "poly"):
         for state in ("clean", "truncated"):
