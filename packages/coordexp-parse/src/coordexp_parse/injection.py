@@ -185,7 +185,7 @@ def _label(
     ]
     starts = [a for a, _ in spans]
     ends = [b for _, b in spans]
-    # The label of each object in full.objects: prefix objects, then FN objects.
+    # (owner, ordinal) of each located object: prefix objects, then FN objects.
     obj_label = [(Owner.MATCHED if i in matched else Owner.FP, i) for i in range(n_pred)]
     obj_label += [(Owner.FN, j) for j in range(len(fn_objects))]
     coord_pos: list[tuple[int, ...]] = []
@@ -193,7 +193,7 @@ def _label(
         positions = []
         for s, e in coord_spans:
             t = bisect_right(ends, s)
-            if spans[t] != (s, e) or ids[t] not in parser.coord_id_set:
+            if t == len(ids) or spans[t] != (s, e) or ids[t] not in parser.coord_id_set:
                 raise ValueError(f"coordinate at characters {s}..{e} is not one coord token")
             positions.append(t)
         coord_pos.append(tuple(positions))
