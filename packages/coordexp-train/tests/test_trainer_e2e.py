@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -84,7 +85,11 @@ def test_cli_trains_saves_and_reports_where_everything_is(
 ) -> None:
     config = _config_file(workspace, "cli")
     assert main(["--config", str(config), "--override", "training.eval_steps=2"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    # the progress bar (stderr): steps out of the total, the latest loss, elapsed<ETA
+    assert re.search(r"4/4 \[\d\d:\d\d<\d\d:\d\d", captured.err)
+    assert re.search(r"loss=\d+\.\d{4}, lr=", captured.err)
     run = workspace / "cli"
     assert f"final model:   {run / 'final'}" in out
     assert f"metrics:       {run / 'metrics.jsonl'}" in out
