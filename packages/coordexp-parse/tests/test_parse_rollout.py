@@ -269,3 +269,20 @@ def test_numpy_token_ids_parse_like_python_ints() -> None:
 
     ids = encode(HF, render_objects(OBJECTS))
     assert parse_rollout(np.array(ids[:-3], dtype=np.int64), HF) == parse_rollout(ids[:-3], HF)
+
+
+class SpaceCleaner(ByteTokenizer):
+    """Has a " ," token and removes spaces before punctuation when decoding (clean-up)."""
+
+    MERGES = (*ByteTokenizer.MERGES, " ,")
+
+    def decode(self, token_ids: list[int]) -> str:
+        text = super().decode(token_ids)
+        for mark in ",.!?":
+            text = text.replace(" " + mark, mark)
+        return text
+
+
+def test_a_tokenizer_that_cleans_up_spaces_when_decoding_is_rejected() -> None:
+    with pytest.raises(TokenizerError, match="clean_up_tokenization_spaces=False"):
+        RolloutParser(SpaceCleaner())

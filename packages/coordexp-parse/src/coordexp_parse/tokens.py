@@ -2,9 +2,9 @@
 
 A :class:`RolloutParser` wraps a tokenizer (duck-typed, see :class:`TokenizerLike`),
 checks once that it has the coord tokens and the end token, and caches each token id's
-text piece. Parsing then maps every token to its character span, parses the text with
-:func:`~coordexp_parse.scanner.scan_text` and attaches token positions: each coordinate
-must be exactly one coord token id.
+text piece. Parsing then maps every token to its character span and parses the text with
+:func:`~coordexp_parse.scanner.scan_text`, locating the token of each coordinate: it must
+be exactly one coord token id.
 """
 
 from __future__ import annotations
@@ -22,8 +22,13 @@ from coordexp_parse.scanner import Locate, scan_text, stop_index
 
 END_TOKEN = "<|im_end|>"
 _REPLACEMENT = "\ufffd"
-_MAX_GROUP = 8  # a group of byte pieces longer than this is decoded token by token
-_PROBE_TEXT = '{"object_1": {"desc": "café 🐶 ü", "bbox_2d": ["<|coord_0|>", "<|coord_999|>"]}}'
+_MAX_GROUP = 8  # a group of byte pieces is cut after this many tokens
+# Accented letters and emoji (byte pieces), and spaces before punctuation (which
+# "clean-up" decoding would remove from single-token pieces).
+_PROBE_TEXT = (
+    '{"object_1": {"desc": "café 🐶 ü , . ! ? n\'t \'s", '
+    '"bbox_2d": ["<|coord_0|>", "<|coord_999|>"]}}'
+)
 _CACHED_TEXT_LEN = 16  # re-encoded prefix tails and "}" are short: cache their ids
 _CACHED_TEXTS = 4096
 _DECODE_ERRORS = (ValueError, OverflowError, IndexError, KeyError, TypeError)
