@@ -252,3 +252,21 @@ def test_token_parse_and_injection_are_identical_across_processes_and_hash_seeds
     }
     assert len(outs) == 1
     assert "MATCHED" in outs.pop()
+
+
+def test_a_coord_token_inside_a_desc_is_desc_not_coord() -> None:
+    odd = DetObject("<|coord_5|> cat", "bbox_2d", (1, 2, 3, 4))
+    ids = encode(HF, render_objects([odd]))
+    coord_5 = encode(HF, "<|coord_5|>")[0]
+    assert coord_5 in ids
+    parse = parse_rollout(ids, HF)
+    assert [o.to_det_object() for o in parse.objects] == [odd]
+    answer = build_injection(parse, [odd], HF, matched=[0])
+    roles = [r for t, r in zip(answer.token_ids, answer.roles, strict=True) if t == coord_5]
+    assert roles == [Role.DESC, Role.DESC]
+    assert reparse_coords(answer) == [*odd.coords, *odd.coords]
+
+
+def reparse_coords(answer: InjectedAnswer) -> list[int]:
+    positions = [p for ps in (*answer.pred_coord_positions, *answer.fn_coord_positions) for p in ps]
+    return [int(HF.decode([answer.token_ids[p]])[8:-2]) for p in positions]
