@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Literal, NamedTuple, TypeAlias
 
 from coordexp_parse.objects import DetObject, GeometryKind
 
@@ -47,9 +47,10 @@ Ending: TypeAlias = Literal["closed", "truncated", "syntax_error", "no_object"]
 Span: TypeAlias = tuple[int, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One complete ``"key": value`` entry of the top-level object, valid or dropped.
+
+    A named tuple (immutable, cheap to build: a parse makes one per entry).
 
     Attributes:
         key: the decoded key text.
@@ -61,15 +62,16 @@ class Entry:
     """
 
     key: str
-    index: int | None
+    index: int | None  # type: ignore[assignment]  # the contract's name; shadows tuple.index
     span: Span
     reason: str | None
     ordinal: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedObject:
+class ParsedObject(NamedTuple):
     """A valid object parsed from a rollout, with where it sits in the text and tokens.
+
+    A named tuple (immutable, cheap to build: a parse makes one per object).
 
     Attributes:
         index: the N of its ``object_N`` key.
@@ -85,7 +87,7 @@ class ParsedObject:
             parses.
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # the contract's name; shadows tuple.index
     desc: str
     kind: GeometryKind
     coords: tuple[int, ...]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import replace
 from json.decoder import scanstring  # type: ignore[attr-defined]  # C-accelerated
 from typing import Any, TypeAlias, cast
 
@@ -285,7 +284,7 @@ class _Scan:
                         obj = (
                             None
                             if positions is None
-                            else replace(obj, coord_token_positions=positions)
+                            else obj._replace(coord_token_positions=positions)
                         )
                     reason = "non_coord_token" if obj is None else None
             self.seen.add(index)
