@@ -77,6 +77,7 @@ def test_a_record_without_objects_is_valid() -> None:
         ({"desc": "cat", "bbox_2d": [1, 2, "3", 4]}, "flat list of finite pixel numbers"),
         ({"desc": "cat", "bbox_2d": [1, 2, 3, float("nan")]}, "finite pixel numbers"),
         ({"desc": "cat", "bbox_2d": [1, 2, True, 4]}, "finite pixel numbers"),
+        ({"desc": "cat", "bbox_2d": [1, 2, 10**400, 4]}, "bbox_2d[2] = 1000"),
         ({"desc": "cat", "bbox_2d": [1, 2, 641, 4]}, "bbox_2d[2] = 641 is outside the image"),
         ({"desc": "cat", "bbox_2d": [1, -2, 3, 4]}, "need 0 <= y <= 480"),
         ({"desc": "cat", "bbox_2d": [5, 2, 3, 4]}, "x1 <= x2 and y1 <= y2"),
