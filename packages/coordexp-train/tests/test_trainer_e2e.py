@@ -101,7 +101,14 @@ def test_cli_trains_saves_and_reports_where_everything_is(
     assert [r["step"] for r in train_logs] == [1, 2, 3, 4]
     for name in ("token_ce", "soft_ce", "w1", "gate", "bbox_ciou", "bbox_smoothl1"):
         assert all(name in r for r in train_logs), name
-    assert any("eval_loss" in r for r in records)
+    evals = [r for r in records if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    for r in evals:  # coord diagnostics through the same gate helper as the loss
+        assert 0 < r["eval_coord_mass"] <= 1
+        # mean of −log(mass) >= −log(mean mass) (Jensen)
+        assert r["eval_coord_gate"] >= -math.log(r["eval_coord_mass"]) - 1e-6
+        assert 0 <= r["eval_coord_accuracy"] <= 1
+        assert 0 < r["eval_coord_mae"] < 1
     # 16 samples, 4 per optimizer step: 4 steps are one epoch
     assert train_logs[-1]["epoch"] == pytest.approx(1.0)
     # the rate logged at step s is the one step s used: 0 in the warm-up step, then cosine

@@ -8,6 +8,10 @@ the library's own code path):
   :func:`coordexp_train.losses.stage1_loss` to its logits;
 * the loss parts (``token_ce``, ``soft_ce``, ``w1``, ``gate``, …) are averaged over the
   micro-batches since the last log, averaged across processes, and logged with the loss;
+* evaluation logs add coord diagnostics from
+  :func:`coordexp_train.coord_metrics.coord_token_metrics` (``eval_coord_mass``,
+  ``eval_coord_gate``, ``eval_coord_mae``, ``eval_coord_accuracy``; weighted by coord
+  positions) — the same gate helper as the loss;
 * :meth:`create_optimizer` builds AdamW with one learning rate per parameter group
   (vision tower / aligner / LLM), see :mod:`coordexp_train.param_groups`.
 
@@ -24,10 +28,13 @@ import torch
 from torch import nn
 from transformers import Trainer
 
+from coordexp_train.coord_metrics import coord_token_metrics
 from coordexp_train.data.batch import Batch
 from coordexp_train.losses import Stage1LossWeights, stage1_loss
 from coordexp_train.param_groups import GroupSettings, optimizer_groups
 
+# Evaluation diagnostics (logged as eval_<name>), weighted by coord positions.
+EVAL_COORD_NAMES = ("coord_mass", "coord_gate", "coord_mae", "coord_accuracy")
 LOSS_PART_NAMES = (
     "token_ce",
     "soft_ce",
@@ -50,30 +57,31 @@ def box_label_positions(batch: Batch) -> torch.Tensor:
     return flat[batch.box_coord_index]
 
 
-class LossPartsMeter:
-    """Running sums of the loss parts between two log events."""
+class MeanMeter:
+    """Weighted running means of named values between two log events."""
 
-    def __init__(self) -> None:
-        self.sums = torch.zeros(len(LOSS_PART_NAMES), dtype=torch.float64)
-        self.counts = torch.zeros(len(LOSS_PART_NAMES), dtype=torch.float64)
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.sums = torch.zeros(len(names), dtype=torch.float64)
+        self.weights = torch.zeros(len(names), dtype=torch.float64)
 
-    def add(self, parts: Mapping[str, torch.Tensor]) -> None:
-        """Record one micro-batch's parts (unknown names are ignored)."""
-        for i, name in enumerate(LOSS_PART_NAMES):
-            if name in parts:
-                self.sums[i] += float(parts[name])
-                self.counts[i] += 1
+    def add(self, values: Mapping[str, float | torch.Tensor], weight: float = 1.0) -> None:
+        """Record one observation of each value present (unknown names are ignored)."""
+        for i, name in enumerate(self.names):
+            if name in values:
+                self.sums[i] += float(values[name]) * weight
+                self.weights[i] += weight
 
     def pop(self, reduce: Any = None) -> dict[str, float]:
         """Means since the last call (``reduce`` sums tensors across processes); resets."""
-        stacked = torch.stack([self.sums, self.counts])
+        stacked = torch.stack([self.sums, self.weights])
         if reduce is not None:
             stacked = reduce(stacked)
         self.sums.zero_()
-        self.counts.zero_()
+        self.weights.zero_()
         return {
             name: float(stacked[0, i] / stacked[1, i])
-            for i, name in enumerate(LOSS_PART_NAMES)
+            for i, name in enumerate(self.names)
             if stacked[1, i] > 0
         }
 
@@ -100,7 +108,8 @@ class Stage1Trainer(Trainer):
         self.coord_token_ids = coord_token_ids
         self.loss_weights = loss_weights
         self.group_settings = group_settings
-        self.loss_parts = LossPartsMeter()
+        self.loss_parts = MeanMeter(LOSS_PART_NAMES)
+        self.eval_coords = MeanMeter(EVAL_COORD_NAMES)
         # our loss is a per-micro-batch mean: let the Trainer divide by accumulation steps
         self.loss_is_scaled_for_ga = False
 
@@ -127,12 +136,34 @@ class Stage1Trainer(Trainer):
         )
         if model.training:
             self.loss_parts.add(result.parts)
+        else:
+            self._measure_coords(outputs.logits, batch.labels)
         return (result.total, outputs) if return_outputs else result.total
 
+    def _measure_coords(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        m = coord_token_metrics(
+            logits,
+            labels,
+            self.coord_token_ids.to(labels.device),
+            gate_temperature=self.loss_weights.gate_temperature,
+            coord_temperature=self.loss_weights.coord_temperature,
+        )
+        if m.coord_positions:
+            values = {
+                "coord_mass": m.coord_mass,
+                "coord_gate": float(m.gate_per_position.mean()),
+                "coord_mae": m.expected_coord_mae,
+                "coord_accuracy": m.coord_argmax_accuracy,
+            }
+            self.eval_coords.add(values, weight=float(m.coord_positions))
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add the averaged loss parts to training logs, then log as usual."""
+        """Add averaged loss parts to training logs and coord diagnostics to eval logs."""
         if "loss" in logs:
             logs.update(self.loss_parts.pop(self._sum_across_processes))
+        elif "eval_loss" in logs:
+            means = self.eval_coords.pop(self._sum_across_processes)
+            logs.update({f"eval_{k}": v for k, v in means.items()})
         super().log(logs, start_time)
 
     def _sum_across_processes(self, t: torch.Tensor) -> torch.Tensor:
