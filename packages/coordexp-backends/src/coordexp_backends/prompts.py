@@ -43,8 +43,12 @@ def text_prompt_ids(processor: Any, request: RolloutRequest) -> list[int]:
             f"request {request.request_id!r} has {len(request.images)} image(s): its prompt "
             "ids come from the multimodal processor"
         )
-    ids = tokenizer_of(processor)(prompt_text(processor, request), add_special_tokens=False)
-    return list(ids["input_ids"])
+    return encode_text(processor, prompt_text(processor, request))
+
+
+def encode_text(processor: Any, text: str) -> list[int]:
+    """Token ids of an already templated prompt (no special tokens added)."""
+    return list(tokenizer_of(processor)(text, add_special_tokens=False)["input_ids"])
 
 
 def stop_token_ids(generation_config: Any) -> tuple[int, ...]:

@@ -73,6 +73,7 @@ def sampling_params(params: DecodeParams, stop_ids: Sequence[int], seed: int | N
     return SamplingParams(
         **sampling_fields(params, stop_ids),
         seed=seed,
+        detokenize=False,  # backends decode the response ids themselves
         extra_args=None if extra is None else {REPEAT_TERMINATE_ARG: extra},
     )
 

@@ -10,11 +10,11 @@ from transformers import GenerationConfig
 
 from coordexp_backends import vllm_adapter as adapter
 from coordexp_backends.prompts import (
+    encode_text,
     finish_reason,
     make_detector,
     prompt_text,
     stop_token_ids,
-    text_prompt_ids,
     tokenizer_of,
 )
 from coordexp_backends.rollout import DecodeParams, Rollout, RolloutRequest, Timings
@@ -75,14 +75,11 @@ class VLLMColocateBackend:
     def _generate_batch(
         self, batch: Sequence[RolloutRequest], params: DecodeParams, offset: int
     ) -> list[Rollout]:
-        prompts = [
-            adapter.engine_prompt(
-                None if r.images else text_prompt_ids(self.processor, r),
-                prompt_text(self.processor, r),
-                r.images,
-            )
-            for r in batch
-        ]
+        prompts = []
+        for r in batch:
+            text = prompt_text(self.processor, r)
+            ids = None if r.images else encode_text(self.processor, text)
+            prompts.append(adapter.engine_prompt(ids, text, r.images))
         sampling = [
             adapter.sampling_params(
                 params, self._stop_ids, None if params.seed is None else params.seed + offset + i

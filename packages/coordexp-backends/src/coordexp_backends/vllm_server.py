@@ -105,9 +105,7 @@ class VLLMServerBackend:
         """
         for url in self.fleet.servers:
             try:
-                self._get(url, adapter.ROUTES.health)
-                models = self._get(url, "/v1/models").json()
-                self._models[url] = str(models["data"][0]["id"])
+                self._probe(url)
             except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
                 self.fleet.mark_dead(url, f"unreachable: {_cause(exc, self.timeout_s)}")
         dead = [url for url in self.fleet.servers if url not in self._models]
@@ -119,6 +117,12 @@ class VLLMServerBackend:
         if dead:
             log.warning("vLLM servers unreachable, left out: %s", self.fleet.describe())
         self._ready = True
+
+    def _probe(self, url: str) -> None:
+        """Health-check one server and learn the model name it serves."""
+        self._get(url, adapter.ROUTES.health)
+        models = self._get(url, "/v1/models").json()
+        self._models[url] = str(models["data"][0]["id"])
 
     # ------------------------------------------------------------------ generate
     def generate(self, requests: Sequence[RolloutRequest], params: DecodeParams) -> list[Rollout]:
@@ -168,7 +172,7 @@ class VLLMServerBackend:
             tried.append(url)
             seed = None if params.seed is None else params.seed + offset
             body = adapter.completion_body(
-                self._models.get(url, ""), prompt_ids, params, self.stop_ids, seed
+                self._models[url], prompt_ids, params, self.stop_ids, seed
             )
             start = time.perf_counter()
             try:
@@ -267,10 +271,10 @@ class VLLMServerBackend:
         for url in self.fleet.servers:
             if self.fleet.states[url] == "dead":
                 try:
-                    self._get(url, adapter.ROUTES.health)
-                    self.fleet.mark_alive(url)
-                except httpx.HTTPError:
+                    self._probe(url)
+                except (httpx.HTTPError, KeyError, IndexError, ValueError):
                     continue
+                self.fleet.mark_alive(url)
             try:
                 self._post(url, adapter.ROUTES.pause, params={"mode": "wait"})
                 self._post(
