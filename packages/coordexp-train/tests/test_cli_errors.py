@@ -167,3 +167,28 @@ def test_records_with_zero_objects_train(root: Path, capsys: pytest.CaptureFixtu
     assert logged[0]["soft_ce"] == 0.0  # no coord position: coord terms are exact zeros
     assert "gate" not in logged[0]
     assert logged[0]["token_ce"] > 0  # the `{}` answer is still supervised
+
+
+def test_on_invalid_skip_trains_on_the_rest_and_reports_what_was_left_out(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mixed = root / "mixed"
+    mixed.mkdir()
+    lines = (root / "data" / "train.jsonl").read_text().splitlines()
+    bad = json.loads(lines[0])
+    (mixed / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    bad["images"] = ["bad.png"]
+    good = []
+    for line in lines[1:]:
+        record = json.loads(line)
+        record["images"] = [str(root / "data" / record["images"][0])]
+        good.append(json.dumps(record))
+    (mixed / "train.jsonl").write_text("\n".join([json.dumps(bad), *good]) + "\n")
+    path = _write(
+        root, "skip", data__train_jsonl=str(mixed / "train.jsonl"), data__on_invalid="skip"
+    )
+    assert _run(path) == 0
+    captured = capsys.readouterr()
+    assert f"({len(good)} samples)" in captured.out
+    assert "train: skipped 1 invalid samples (undecodable_image: 1)" in captured.out
+    assert "train.jsonl:1" in captured.out

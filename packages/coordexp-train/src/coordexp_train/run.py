@@ -15,6 +15,7 @@ Order (each step fails with an actionable message before the next, costlier one 
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -42,6 +43,8 @@ from coordexp_train.settings import (
 from coordexp_train.stage1_data import DATA_ERRORS, build_stage1_data, prepare_data_files
 from coordexp_train.stage1_trainer import Stage1Trainer
 from coordexp_train.summary import RunSummary
+
+logger = logging.getLogger(__name__)
 
 # Problems a user fixes in their config, files or checkpoint; the CLI prints them plainly.
 RUNTIME_ERRORS: tuple[type[Exception], ...] = (
@@ -82,6 +85,8 @@ def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary |
     groups = group_settings(cfg)
     apply_freezing(loaded.model, groups.frozen)
     data = build_stage1_data(cfg, loaded, cache_dir)
+    for split, report in data.skipped.items():
+        logger.warning("%s: %s", split, report.summary())
 
     metrics = JsonlMetrics(output_dir / METRICS_FILE)
     trainer = Stage1Trainer(
@@ -115,6 +120,8 @@ def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary |
         checkpoints=checkpoints(output_dir),
         model_source=loaded.directory,
         train_files=tuple(str(p) for p in data_files),
+        num_samples=data.num_samples,
+        skipped={split: report.summary() for split, report in data.skipped.items()},
         global_step=result.global_step,
         train_loss=float(result.training_loss),
         final_logs=metrics.last_train_log,

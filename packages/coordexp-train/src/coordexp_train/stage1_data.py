@@ -97,14 +97,15 @@ class Stage1Data:
         eval: validation samples, or None without ``data.val_jsonl``.
         collator: turns a list of items into a batch mapping.
         num_samples: training samples kept.
-        skipped: samples left out under ``data.on_invalid: skip``.
+        skipped: per split (``train``, ``val``), samples left out under
+            ``data.on_invalid: skip``.
     """
 
     train: Dataset[Any]
     eval: Dataset[Any] | None
     collator: RowCollator
     num_samples: int
-    skipped: InvalidReport
+    skipped: dict[str, InvalidReport]
 
 
 def build_stage1_data(
@@ -131,5 +132,9 @@ def build_stage1_data(
         eval=splits.val,
         collator=RowCollator(int(loaded.processor.tokenizer.pad_token_id)),
         num_samples=len(splits.train),
-        skipped=splits.train.report,
+        skipped={
+            name: split.report
+            for name, split in (("train", splits.train), ("val", splits.val))
+            if split is not None and split.report.total
+        },
     )

@@ -17,7 +17,9 @@ class RunSummary:
         tensorboard_dir: TensorBoard event files, or None when not written.
         checkpoints: the ``checkpoint-<step>`` folders left in ``output_dir``.
         model_source: the checkpoint folder training started from.
-        train_files: the training JSONL (and image root) used.
+        train_files: the records files used.
+        num_samples: training samples used.
+        skipped: per split, the report of samples left out (``data.on_invalid: skip``).
         global_step: optimizer steps done (including resumed ones).
         train_loss: mean training loss over this session's steps.
         final_logs: the last training log event (loss, its parts, learning rate).
@@ -31,9 +33,11 @@ class RunSummary:
     checkpoints: tuple[Path, ...]
     model_source: Path
     train_files: tuple[str, ...]
+    num_samples: int
     global_step: int
     train_loss: float
     final_logs: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
     runtime_s: float = 0.0
 
     def render(self) -> str:
@@ -52,8 +56,10 @@ class RunSummary:
             f"  metrics:       {self.metrics_file}",
             f"  checkpoints:   {', '.join(str(p) for p in self.checkpoints) or '-'}",
             f"  started from:  {self.model_source}",
-            f"  data:          {', '.join(self.train_files)}",
+            f"  data:          {', '.join(self.train_files)} ({self.num_samples} samples)",
         ]
+        for split, report in self.skipped.items():
+            lines.append(f"  {split}: {report}")
         if self.tensorboard_dir is not None:
             lines.append(f"  tensorboard:   tensorboard --logdir {self.tensorboard_dir}")
         return "\n".join(lines)
