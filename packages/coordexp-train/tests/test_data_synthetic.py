@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +162,36 @@ def test_bad_builtin_dataset_references_are_named(tmp_path: Path) -> None:
         resolve_records_path("builtin:shapes-tiny", cache_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown built-in dataset 'nope'"):
         resolve_records_path("builtin:nope/train", cache_dir=tmp_path)
+
+
+_CROSS_PROCESS = """
+import hashlib, json, sys
+from pathlib import Path
+from coordexp_train.data.packing import epoch_order, plan_packs
+from coordexp_train.data.synthetic import write_synthetic_dataset
+from coordexp_train.data.synthetic_scene import SceneSpec
+root = Path(sys.argv[1])
+write_synthetic_dataset(root, SceneSpec(max_shapes=4), num_train=5, num_val=2, seed=9)
+files = {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+         for p in sorted(root.rglob("*")) if p.is_file()}
+lengths = [7, 3, 9, 4, 4, 8, 1, 6]
+order = epoch_order(len(lengths), seed=5, epoch=2)
+plan = plan_packs(lengths, [f"s{i}" for i in range(8)], order, capacity=12)
+print(json.dumps({"files": files, "order": order, "packs": plan.packs}))
+"""
+
+
+def test_dataset_and_pack_plans_are_identical_across_processes(tmp_path: Path) -> None:
+    runs = []
+    for hash_seed in ("1", "987"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": "1"}
+        out = subprocess.run(
+            [sys.executable, "-c", _CROSS_PROCESS, str(tmp_path / hash_seed)],
+            check=True,
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout
+        runs.append(json.loads(out))
+    assert runs[0] == runs[1]
+    assert len(runs[0]["files"]) == 5 + 2 + 3  # images, two JSONL files, manifest
