@@ -11,6 +11,7 @@ from coordexp_train.losses import (
     IGNORE_INDEX,
     Stage1LossWeights,
     ciou_loss,
+    coord_terms,
     coord_vocab_gate,
     expected_coord,
     gaussian_bin_target,
@@ -188,3 +189,30 @@ def test_metrics_report_mass_accuracy_and_mae() -> None:
     assert m.coord_argmax_accuracy == 1.0
     assert m.coord_mass == pytest.approx(1.0, abs=1e-6)
     assert m.expected_coord_mae == pytest.approx(0.0, abs=1e-4)
+
+
+def test_coord_terms_take_target_bins_from_the_caller() -> None:
+    """Stage 2's case: the target bin of a position is not the token written there."""
+    logits, _ = _batch(seed=6)
+    flat = logits.reshape(-1, VOCAB)
+    rows = torch.tensor([3, 4, 5, 6, 15])
+    bins = torch.tensor([100, 200, 300, 400, 7])
+    w = Stage1LossWeights(bbox_ciou_weight=1.0, bbox_smoothl1_weight=0.5)
+    out = coord_terms(flat, rows, bins, COORD_IDS, w, box_index=torch.tensor([[0, 1, 2, 3]]))
+    coord_logits = flat[rows][:, COORD_IDS]
+    q = gaussian_bin_target(bins, 2.0)
+    assert out.parts["soft_ce"].item() == pytest.approx(soft_ce(coord_logits, q).mean().item())
+    assert out.parts["w1"].item() == pytest.approx(w1_distance(coord_logits, q).mean().item())
+    pred = expected_coord(coord_logits)[:4][None]
+    gt = torch.tensor([[100, 200, 300, 400]]) / 999
+    assert out.parts["bbox_ciou"].item() == pytest.approx(ciou_loss(pred, gt).item())
+    expected_total = (
+        out.parts["gate"]
+        + out.parts["soft_ce"]
+        + out.parts["w1"]
+        + out.parts["bbox_ciou"]
+        + 0.5 * out.parts["bbox_smoothl1"]
+    )
+    assert out.total.item() == pytest.approx(expected_total.item())
+    with pytest.raises(ValueError, match="box_index must index"):
+        coord_terms(flat, rows, bins, COORD_IDS, w, box_index=torch.tensor([[0, 1, 2, 9]]))

@@ -14,6 +14,7 @@ from coordexp_train.losses.coord_dist import (
     soft_ce,
     w1_distance,
 )
+from coordexp_train.losses.coord_terms import CoordTermsOutput, CoordWeights, coord_terms
 from coordexp_train.losses.fences import LOGIT_FENCE, fence_logits, finite_or_zero
 from coordexp_train.losses.gate import GateTerms, coord_vocab_gate
 from coordexp_train.losses.objective import (
@@ -32,6 +33,8 @@ __all__ = [
     "LOGIT_FENCE",
     "MAX_BIN",
     "NUM_BINS",
+    "CoordTermsOutput",
+    "CoordWeights",
     "GateTerms",
     "Stage1LossOutput",
     "Stage1LossWeights",
@@ -39,6 +42,7 @@ __all__ = [
     "canonical_boxes",
     "ciou_loss",
     "coord_log_probs",
+    "coord_terms",
     "coord_vocab_gate",
     "expected_coord",
     "fence_logits",

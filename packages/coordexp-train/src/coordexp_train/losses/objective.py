@@ -18,14 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from coordexp_train.losses.box import ciou_loss, smooth_l1
-from coordexp_train.losses.coord_dist import (
-    MAX_BIN,
-    expected_coord,
-    gaussian_bin_target,
-    soft_ce,
-    w1_distance,
-)
+from coordexp_train.losses.coord_terms import coord_terms
 from coordexp_train.losses.gate import coord_vocab_gate
 from coordexp_train.losses.token_ce import weighted_token_ce
 
@@ -124,10 +117,6 @@ class Stage1LossOutput:
     gate_per_position: torch.Tensor | None = None
 
 
-def _mean(values: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
-    return values.mean() if values.numel() else anchor.sum() * 0.0
-
-
 def stage1_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -159,7 +148,6 @@ def stage1_loss(
     vocab = logits.shape[2]
     flat = logits.reshape(-1, vocab)
     sup = supervised_positions(labels, coord_token_ids, vocab)
-    coord_ids = coord_token_ids.to(flat.device).long()
     parts: dict[str, torch.Tensor] = {}
     total = torch.zeros((), device=flat.device)
 
@@ -169,68 +157,43 @@ def stage1_loss(
         parts["token_ce"] = ce_sum / (ce_w > 0).sum()
         total = total + parts["token_ce"]
 
-    rows_c, bins_c = sup.rows[sup.is_coord], sup.bins[sup.is_coord]
-    coord_logits = flat[rows_c[:, None], coord_ids[None, :]]
-    gate_values: torch.Tensor | None = None
-    if rows_c.numel():
-        gate = coord_vocab_gate(
-            flat, coord_logits, temperature=weights.gate_temperature, rows=rows_c
-        )
-        gate_values = gate.loss.detach()
-        parts["coord_mass"] = gate.coord_mass.mean().detach()
-        if weights.gate_weight > 0:
-            parts["gate"] = gate.loss.mean()
-            total = total + weights.gate_weight * parts["gate"]
-    t_coord = weights.coord_temperature
-    if weights.soft_ce_weight > 0 or weights.w1_weight > 0:
-        q = gaussian_bin_target(bins_c, weights.soft_ce_sigma, weights.soft_ce_truncation_radius)
-        if weights.soft_ce_weight > 0:
-            parts["soft_ce"] = _mean(soft_ce(coord_logits, q, t_coord), coord_logits)
-            total = total + weights.soft_ce_weight * parts["soft_ce"]
-        if weights.w1_weight > 0:
-            parts["w1"] = _mean(w1_distance(coord_logits, q, t_coord), coord_logits)
-            total = total + weights.w1_weight * parts["w1"]
+    box_index = None
+    if bbox_label_positions is not None and bbox_label_positions.numel():
+        box_index = _box_coord_index(sup, bbox_label_positions)
+    coords = coord_terms(
+        flat,
+        sup.rows[sup.is_coord],
+        sup.bins[sup.is_coord],
+        coord_token_ids,
+        weights,
+        box_index,
+    )
+    parts.update(coords.parts)
+    total = total + coords.total
 
     if weights.text_gate_weight > 0:
+        coord_ids = coord_token_ids.to(flat.device).long()
         rows_t = sup.rows[~sup.is_coord]
         text_coord_logits = flat[rows_t[:, None], coord_ids[None, :]]
         mirror = coord_vocab_gate(
             flat, text_coord_logits, temperature=weights.gate_temperature, rows=rows_t, side="text"
         )
-        parts["text_gate"] = _mean(mirror.loss, text_coord_logits)
+        parts["text_gate"] = mirror.loss.mean() if rows_t.numel() else text_coord_logits.sum() * 0.0
         total = total + weights.text_gate_weight * parts["text_gate"]
-
-    box_weighted = weights.bbox_smoothl1_weight > 0 or weights.bbox_ciou_weight > 0
-    if box_weighted and bbox_label_positions is not None and bbox_label_positions.numel():
-        pred, gt = _decoded_boxes(sup, coord_logits, bbox_label_positions, t_coord)
-        if weights.bbox_smoothl1_weight > 0:
-            parts["bbox_smoothl1"] = smooth_l1(pred, gt, weights.smoothl1_beta).mean()
-            total = total + weights.bbox_smoothl1_weight * parts["bbox_smoothl1"]
-        if weights.bbox_ciou_weight > 0:
-            parts["bbox_ciou"] = ciou_loss(pred, gt).mean()
-            total = total + weights.bbox_ciou_weight * parts["bbox_ciou"]
 
     if flat.requires_grad and not total.requires_grad:
         total = total + flat.reshape(-1)[0].float() * 0.0  # keep a graph for backward()
     detached = {k: v.detach().float() for k, v in parts.items()}
-    return Stage1LossOutput(total=total, parts=detached, gate_per_position=gate_values)
+    return Stage1LossOutput(total=total, parts=detached, gate_per_position=coords.gate_per_position)
 
 
-def _decoded_boxes(
-    sup: SupervisedPositions,
-    coord_logits: torch.Tensor,
-    bbox_label_positions: torch.Tensor,
-    temperature: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Expectation-decoded and ground-truth boxes ``[K, 4]`` in the unit square."""
+def _box_coord_index(sup: SupervisedPositions, bbox_label_positions: torch.Tensor) -> torch.Tensor:
+    """``[K, 4]`` indices into the coord positions of each box's x1, y1, x2, y2 labels."""
     idx = sup.label_index[bbox_label_positions.long().reshape(-1)]
-    coord_index = torch.cumsum(sup.is_coord.long(), 0) - 1
     if bool((idx < 0).any()) or not bool(sup.is_coord[idx.clamp(min=0)].all()):
         raise ValueError(
             "bbox_label_positions must point at supervised coord labels; got positions "
             f"{bbox_label_positions.tolist()[:4]}..."
         )
-    ci = coord_index[idx]
-    pred = expected_coord(coord_logits, temperature)[ci].reshape(-1, 4)
-    gt = (sup.bins[idx].float() / MAX_BIN).reshape(-1, 4)
-    return pred, gt
+    coord_index = torch.cumsum(sup.is_coord.long(), 0) - 1
+    return coord_index[idx].reshape(-1, 4)
