@@ -21,8 +21,8 @@ from coordexp_train.model import (
     expand_vocab,
     load_model_and_processor,
 )
+from coordexp_train.model.coord_init import EXPAND_SCALE, coord_offsets
 from coordexp_train.model.embeddings import input_embedding, output_embedding
-from coordexp_train.model.expand_vocab import OFFSET_SCALE, coord_offsets
 from coordexp_train.model.processor import load_processor
 
 
@@ -97,7 +97,7 @@ def test_new_rows_follow_the_documented_rule_and_old_rows_are_kept(
         assert new_w is not None
         assert torch.equal(new_w[:old_len], old_w[:old_len])
         ref = old_w[:old_len].double()
-        expected = ref.mean(0) + OFFSET_SCALE * ref.std(0) * coord_offsets(ref.shape[1])
+        expected = ref.mean(0) + EXPAND_SCALE * ref.std(0) * coord_offsets(ref.shape[1])
         torch.testing.assert_close(new_w[ids].double(), expected, rtol=0, atol=1e-6)
         # neighbouring bins start closer than distant ones
         near = (new_w[ids[1]] - new_w[ids[0]]).norm()
@@ -172,7 +172,7 @@ def test_tied_embeddings_stay_tied_and_follow_the_rule(base_dir: Path, tmp_path:
     assert head.data_ptr() == embedding.data_ptr()
     old_len = len(load_processor(base_dir).tokenizer)
     ref = input_embedding(tied)[:old_len].double()
-    expected = ref.mean(0) + OFFSET_SCALE * ref.std(0) * coord_offsets(ref.shape[1])
+    expected = ref.mean(0) + EXPAND_SCALE * ref.std(0) * coord_offsets(ref.shape[1])
     got = embedding[old_len : old_len + 1000].double()
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
 

@@ -23,6 +23,8 @@ from coordexp_train.model import (
     ensure_builtin_model,
     load_model_and_processor,
 )
+from coordexp_train.model.coord_init import BUILTIN_SCALE, coord_offsets
+from coordexp_train.model.embeddings import input_embedding, output_embedding
 from coordexp_train.model.tiny import TEXT_HEAD_DIM, builtin_name, recipe_digest
 from coordexp_train.model.tiny_tokenizer import tokenizer_corpus, train_tiny_tokenizer
 
@@ -182,3 +184,13 @@ def test_tiny_model_runs_a_forward_with_an_image(cache_dir: Path) -> None:
         loaded.model.config.text_config.vocab_size,
     )
     assert torch.isfinite(out.logits).all()
+
+
+def test_builtin_coord_rows_follow_the_smooth_rule(cache_dir: Path) -> None:
+    loaded = load_model_and_processor(_settings("builtin:tiny-qwen3-vl"), cache_dir=cache_dir)
+    ids = list(loaded.coord_vocab.ids)
+    for weight in (input_embedding(loaded.model), output_embedding(loaded.model)):
+        assert weight is not None
+        ref = weight[: ids[0]].double()
+        expected = ref.mean(0) + BUILTIN_SCALE * ref.std(0) * coord_offsets(ref.shape[1])
+        torch.testing.assert_close(weight[ids].double(), expected, rtol=0, atol=1e-6)

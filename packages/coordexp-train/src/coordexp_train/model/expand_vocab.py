@@ -6,59 +6,33 @@ The new tokens get the ids ``len(tokenizer) … len(tokenizer) + 999`` in bin or
 checkpoints already carry unused padding rows past the tokenizer, which coord ids may
 reuse — every coord row is re-initialised either way.
 
-Initialisation rule, for each matrix W (embedding; LM head too unless tied), with μ and σ
-the per-dimension mean and standard deviation of the rows of the *existing tokens*
-(ids below the old tokenizer length), u = k / 999 and d the dimension index::
-
-    W[coord_k, d] = μ[d] + 0.1 · σ[d] · √2 · cos(π · f_d · u + φ_d)
-    f_d = 1 + (d mod 8),   φ_d = 2π · frac(d · 0.6180339887)
-
-Every coord row starts at the typical token (so the first forward passes behave like
-before), neighbouring bins start nearly equal and distant bins differ: a smooth,
-deterministic per-bin offset the soft-CE and W1 losses can sharpen. The id range is
-recorded in ``coord_vocab.json`` beside the tokenizer.
+Every coord row of the embedding (and of the LM head unless it is tied) is set by
+:func:`coordexp_train.model.coord_init.init_coord_rows` with scale
+:data:`~coordexp_train.model.coord_init.EXPAND_SCALE` (0.1), the reference rows being the
+existing tokens (ids below the old tokenizer length): the mean row plus a small, smooth,
+deterministic per-bin offset. The id range is recorded in ``coord_vocab.json`` beside the
+tokenizer.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-import torch
 from tokenizers import AddedToken
 from transformers import AutoModelForImageTextToText
 
-from coordexp_parse import MAX_BIN, NUM_BINS, all_coord_tokens
+from coordexp_parse import NUM_BINS, all_coord_tokens
+from coordexp_train.model.coord_init import EXPAND_SCALE, init_coord_rows
 from coordexp_train.model.coord_vocab import CoordVocab, coord_vocab_of, write_coord_vocab
 from coordexp_train.model.embeddings import input_embedding, output_embedding
 from coordexp_train.model.processor import load_processor
 from coordexp_train.model.tiny_tokenizer import CoordTokenMode
 
 ROW_MULTIPLE = 64
-OFFSET_SCALE = 0.1
-_GOLDEN = 0.6180339887
 
 
 class ExpandVocabError(ValueError):
     """The source or destination of ``expand-vocab`` is not usable."""
-
-
-def coord_offsets(dim: int) -> torch.Tensor:
-    """The unit-RMS per-bin offsets ``√2 · cos(π · f_d · u + φ_d)``, shape (1000, dim)."""
-    u = torch.arange(NUM_BINS, dtype=torch.float64)[:, None] / MAX_BIN
-    d = torch.arange(dim, dtype=torch.float64)[None, :]
-    freq = 1 + torch.remainder(d, 8)
-    phase = 2 * math.pi * torch.frac(d * _GOLDEN)
-    return math.sqrt(2) * torch.cos(math.pi * freq * u + phase)
-
-
-def init_coord_rows(weight: torch.Tensor, coord_ids: list[int], reference_rows: int) -> None:
-    """Overwrite ``weight[coord_ids]`` by the rule in the module docstring (in place)."""
-    with torch.no_grad():
-        ref = weight[:reference_rows].to(torch.float64)
-        mu, sigma = ref.mean(dim=0), ref.std(dim=0)
-        rows = mu + OFFSET_SCALE * sigma * coord_offsets(weight.shape[1])
-        weight[coord_ids] = rows.to(weight.dtype)
 
 
 def expand_vocab(src: Path, dst: Path, *, coord_token_mode: CoordTokenMode = "added") -> CoordVocab:
@@ -108,10 +82,10 @@ def expand_vocab(src: Path, dst: Path, *, coord_token_mode: CoordTokenMode = "ad
     model.resize_token_embeddings(max(old_rows, wanted), mean_resizing=False)
     embedding = input_embedding(model)
     ids = list(coord_vocab.ids)
-    init_coord_rows(embedding, ids, old_len)
+    init_coord_rows(embedding, ids, old_len, scale=EXPAND_SCALE)
     head = output_embedding(model)
     if head is not None and head.data_ptr() != embedding.data_ptr():  # untied LM head
-        init_coord_rows(head, ids, old_len)
+        init_coord_rows(head, ids, old_len, scale=EXPAND_SCALE)
 
     dst.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(dst))

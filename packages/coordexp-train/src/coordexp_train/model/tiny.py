@@ -33,8 +33,10 @@ import transformers
 from transformers import GenerationConfig, Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
 from coordexp_train.data.cache import cached_build, default_cache_dir
-from coordexp_train.model import chat_template, processor, tiny_tokenizer
+from coordexp_train.model import chat_template, coord_init, processor, tiny_tokenizer
+from coordexp_train.model.coord_init import BUILTIN_SCALE, init_coord_rows
 from coordexp_train.model.coord_vocab import coord_vocab_of, write_coord_vocab
+from coordexp_train.model.embeddings import input_embedding, output_embedding
 from coordexp_train.model.processor import (
     MERGE_SIZE,
     PATCH_SIZE,
@@ -125,7 +127,7 @@ def recipe(spec: TinyModelSpec, coord_token_mode: CoordTokenMode | None) -> dict
     """Everything a build depends on, as JSON-ready data."""
     sources = {
         m.__name__: Path(m.__file__ or "").read_text()
-        for m in (chat_template, processor, tiny_tokenizer)
+        for m in (chat_template, coord_init, processor, tiny_tokenizer)
     }
     sources[__name__] = Path(__file__).read_text()
     return {
@@ -188,8 +190,11 @@ def build_tiny_model(
 
     The embedding and LM head have ``len(tokenizer)`` rounded up to a multiple of
     :data:`VOCAB_MULTIPLE` rows, as stock Qwen checkpoints do (the extra rows are never
-    produced by the tokenizer). With ``coord_token_mode=None`` the tokenizer has no coord
-    tokens: a stand-in for a stock checkpoint that ``expand-vocab`` must prepare.
+    produced by the tokenizer). Coord rows follow
+    :func:`~coordexp_train.model.coord_init.init_coord_rows` with
+    :data:`~coordexp_train.model.coord_init.BUILTIN_SCALE`, over the rows of the tokens
+    before them. With ``coord_token_mode=None`` the tokenizer has no coord tokens: a
+    stand-in for a stock checkpoint that ``expand-vocab`` must prepare.
 
     Deterministic: the same ``spec`` (its ``seed`` included) gives the same tokenizer and
     the same weights. The global torch RNG state is left as it was.
@@ -205,6 +210,11 @@ def build_tiny_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         model = Qwen3VLForConditionalGeneration(config)  # type: ignore[no-untyped-call]
+    if coord_token_mode is not None:
+        coord_ids = coord_vocab_of(tokenizer).ids
+        for weight in (input_embedding(model), output_embedding(model)):
+            assert weight is not None
+            init_coord_rows(weight, coord_ids, coord_ids[0], scale=BUILTIN_SCALE)
     model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
         eos_token_id=[ids[IM_END], ids[ENDOFTEXT]],
         pad_token_id=ids[ENDOFTEXT],
