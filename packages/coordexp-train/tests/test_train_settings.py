@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,13 @@ def test_group_settings_default_to_the_main_learning_rate(tmp_path: Path) -> Non
     assert settings == GroupSettings(
         frozen=frozenset({"vision_tower"}), learning_rates=settings.learning_rates, weight_decay=0.0
     )
+
+
+def test_tensorboard_is_reported_to_only_when_asked_for_and_installed(tmp_path: Path) -> None:
+    installed = any(find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
+    asked = _config(tmp_path, training={"report_to": ["jsonl", "tensorboard"]})
+    assert training_arguments_kwargs(asked, 1)["report_to"] == (
+        ["tensorboard"] if installed else []
+    )
+    not_asked = _config(tmp_path, training={"report_to": ["jsonl"]})
+    assert training_arguments_kwargs(not_asked, 1)["report_to"] == []
