@@ -1,13 +1,15 @@
 """Rollouts with images: the built-in tiny Qwen3-VL through the HF and vLLM backends.
 
 The model and processor come from coordexp-train's built-in recipe (``tiny-qwen3-vl``),
-built offline into a temporary cache. The ``vllm``-marked test runs in the vLLM CPU
-environment (``bash scripts/test-vllm.sh``).
+built offline into a temporary cache. The ``vllm``-marked tests (colocate engine, and a
+real server reached through ``/v1/chat/completions``) run in the vLLM CPU environment
+(``bash scripts/test-vllm.sh``).
 """
 
 from __future__ import annotations
 
 import os
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,3 +106,33 @@ def vl_colocate(vl: Any) -> Iterator[Any]:
 def test_vllm_colocate_matches_hf_on_image_requests(vl: Any, vl_colocate: Any) -> None:
     hf = HFBackend(vl.model, vl.processor, 3).generate(requests(), PARAMS)
     assert payloads(vl_colocate.generate(requests(), PARAMS)) == payloads(hf)
+
+
+@pytest.fixture(scope="module")
+def vl_server(vl: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from coordexp_backends.server_cli import LocalServer, free_port
+
+    log = tmp_path_factory.mktemp("vl-server") / "server.log"
+    server = LocalServer(
+        ["--model", str(vl.directory), "--port", str(free_port()), "--dtype", "float32",
+         "--enforce-eager", "--gpu-memory-utilization", "0.1", "--max-model-len", "1024",
+         "--", "--distributed-executor-backend", "uni"],
+        log,
+    )  # fmt: skip
+    try:
+        server.wait_ready(time.monotonic() + 300)
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.mark.vllm
+def test_vllm_server_matches_hf_on_image_requests(vl: Any, vl_server: Any) -> None:
+    from coordexp_backends.prompts import stop_token_ids
+    from coordexp_backends.vllm_server import VLLMServerBackend
+
+    stops = stop_token_ids(vl.model.generation_config)
+    backend = VLLMServerBackend([vl_server.url], vl.processor, 3, stops, timeout_s=60)
+    hf = HFBackend(vl.model, vl.processor, 3).generate(requests(), PARAMS)
+    assert payloads(backend.generate(requests(), PARAMS)) == payloads(hf)
+    backend.close()

@@ -17,25 +17,20 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from coordexp_backends import DecodeParams, HFBackend, RolloutRequest
 from coordexp_backends import vllm_adapter as adapter
 from coordexp_backends.prompts import text_prompt_ids
+from coordexp_backends.server_cli import LocalServer, free_port
 
 BATCH_SIZES = (1, 4, 16)
 
@@ -76,40 +71,19 @@ def compare(label: str, ours: Callable[[], Any], base: Callable[[], Any], repeat
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_servers(n: int, model_dir: str, args: argparse.Namespace) -> list[tuple[str, Any]]:
-    exe = str(Path(sys.executable).with_name("coordexp-rollout-server"))
-    started = []
-    for _ in range(n):
-        port = free_port()
-        cmd = [exe, "--model", model_dir, "--port", str(port), "--dtype", args.dtype,
-               "--gpu-memory-utilization", str(args.gpu_memory_utilization),
-               "--max-model-len", "1024"]  # fmt: skip
+def start_servers(n: int, model_dir: str, args: argparse.Namespace, logs: Path) -> list[Any]:
+    servers = []
+    for i in range(n):
+        argv = ["--model", model_dir, "--port", str(free_port()), "--dtype", args.dtype,
+                "--gpu-memory-utilization", str(args.gpu_memory_utilization),
+                "--max-model-len", "1024"]  # fmt: skip
         if args.cpu:
-            cmd += ["--enforce-eager", "--", "--distributed-executor-backend", "uni"]
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        started.append((f"http://127.0.0.1:{port}", proc))
+            argv += ["--enforce-eager", "--", "--distributed-executor-backend", "uni"]
+        servers.append(LocalServer(argv, logs / f"server{i}.log"))
     deadline = time.monotonic() + 600
-    for url, proc in started:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server {url} exited with {proc.returncode}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(url)
-            time.sleep(1)
-    return started
+    for server in servers:
+        server.wait_ready(deadline)
+    return servers
 
 
 def main() -> None:
@@ -148,7 +122,7 @@ def main() -> None:
     if args.cpu:
         engine |= {"enforce_eager": True, "distributed_executor_backend": "uni"}
     colocate = VLLMColocateBackend(args.model_dir, tokenizer, 16, engine)
-    servers = start_servers(2, args.model_dir, args)
+    servers = start_servers(2, args.model_dir, args, tmp)
     stop_ids = VLLMServerBackend.stop_ids_of(args.model_dir)
     try:
         tokens: dict[tuple[str, int], float] = {}
@@ -163,7 +137,7 @@ def main() -> None:
 
         fleets = {
             f"vllm-server x{n}": VLLMServerBackend(
-                [url for url, _ in servers[:n]], tokenizer, 16, stop_ids, timeout_s=120,
+                [s.url for s in servers[:n]], tokenizer, 16, stop_ids, timeout_s=120,
                 weights_dir=tmp / f"sync{n}",
             )
             for n in (1, 2)
@@ -234,8 +208,8 @@ def main() -> None:
             fleet.close()
     finally:
         colocate.close()
-        for _, proc in servers:
-            os.killpg(proc.pid, signal.SIGKILL)
+        for server in servers:
+            server.kill()
 
 
 if __name__ == "__main__":

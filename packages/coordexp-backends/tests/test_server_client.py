@@ -9,6 +9,8 @@ The same client against real vLLM servers is proven in ``test_vllm_engines.py``.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import socket
 import threading
@@ -62,6 +64,10 @@ class DoubleServer:
                 n = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(n) or b"{}")
                 double.calls.append((self.path, body))
+                if self.path == "/v1/chat/completions":
+                    choice = {"index": 0, "token_ids": [7, EOS], "finish_reason": "stop"}
+                    self._send(200, {"prompt_token_ids": [1, 2, 3], "choices": [choice]})
+                    return
                 if self.path != "/v1/completions":
                     self._send(200, {})
                     return
@@ -286,14 +292,37 @@ def test_sync_without_a_weights_dir_is_refused(
         client([servers[0].url], tokenizer).sync_weights(model)
 
 
-def test_image_requests_are_refused_by_the_server_backend(
+def test_image_chunks_go_to_the_chat_route_with_exact_pixels(
     servers: list[DoubleServer], tokenizer: Any
 ) -> None:
+    from PIL import Image
+
     from coordexp_backends import RolloutRequest
 
-    req = RolloutRequest("img0", [{"role": "user", "content": "x"}], images=(object(),))
-    with pytest.raises(RolloutError, match=r"request 'img0'.*text-only"):
-        client([servers[0].url], tokenizer).generate([req], PARAMS)
+    a = servers[0]
+    pixels = bytes(range(256)) * 3 * 4
+    img = Image.frombytes("RGB", (32, 32), pixels)
+    ask = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Detect."}]}]
+    reqs = [
+        RolloutRequest("img0", ask, images=(img,)),
+        RolloutRequest("txt1", [{"role": "user", "content": "x"}]),
+    ]
+    out = client([a.url], tokenizer, batch=2).generate(reqs, PARAMS)
+    assert [r.request_id for r in out] == ["img0", "txt1"]
+    assert [r.response_token_ids for r in out] == [(7, EOS), (7, EOS)]
+    bodies = [body for path, body in a.calls if path == "/v1/chat/completions"]
+    assert len(bodies) == 2  # one chat request per sample of a chunk holding images
+    assert a.chunks == []
+    sent = next(b for b in bodies if isinstance(b["messages"][0]["content"], list))
+    part = sent["messages"][0]["content"][0]
+    assert part["type"] == "image_url"
+    prefix = "data:image/png;base64,"
+    assert part["image_url"]["url"].startswith(prefix)
+    decoded = Image.open(io.BytesIO(base64.b64decode(part["image_url"]["url"][len(prefix) :])))
+    assert decoded.convert("RGB").tobytes() == img.tobytes()
+    assert sent["messages"][0]["content"][1] == {"type": "text", "text": "Detect."}
+    assert sent["add_generation_prompt"] is True
+    assert sent["return_token_ids"] is True
 
 
 def test_fleet_state_machine() -> None:

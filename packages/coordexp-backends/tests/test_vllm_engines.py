@@ -8,10 +8,6 @@ vLLM on CPU, so parity is demanded exactly.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +15,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import httpx
 import pytest
 import torch
 
@@ -31,6 +26,7 @@ from coordexp_backends import (
     RolloutBackend,
     ServerError,
 )
+from coordexp_backends.server_cli import LocalServer, free_port
 from coordexp_backends.vllm_adapter import tensor_checksum
 
 pytestmark = pytest.mark.vllm
@@ -126,51 +122,21 @@ def test_colocate_sync_loads_the_training_weights(
 
 
 # ---------------------------------------------------------------------------- servers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """A real vLLM server started through ``coordexp-rollout-server`` on loopback."""
-
-    def __init__(self, model_dir: Path, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [
-            str(Path(sys.executable).with_name("coordexp-rollout-server")),
-            "--model", str(model_dir), "--port", str(self.port), "--dtype", "float32",
-            "--enforce-eager", "--gpu-memory-utilization", "0.1", "--max-model-len", "1024",
-            "--", "--distributed-executor-backend", "uni", "--seed", "0",
-        ]  # fmt: skip
-        self.log = log
-        self.proc = subprocess.Popen(
-            cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def wait_ready(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server {self.url} exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        raise TimeoutError(f"server {self.url} not ready: {self.log.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+def start(model_dir: Path, log: Path) -> LocalServer:
+    return LocalServer(
+        ["--model", str(model_dir), "--port", str(free_port()), "--dtype", "float32",
+         "--enforce-eager", "--gpu-memory-utilization", "0.1", "--max-model-len", "1024",
+         "--", "--distributed-executor-backend", "uni", "--seed", "0"],
+        log,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def servers(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
+def servers(
+    model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[LocalServer]]:
     logs = tmp_path_factory.mktemp("server-logs")
-    made = [Server(model_dir, logs / f"server{i}.log") for i in range(2)]
+    made = [start(model_dir, logs / f"server{i}.log") for i in range(2)]
     try:
         deadline = time.monotonic() + 300
         for s in made:
@@ -182,7 +148,9 @@ def servers(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def fleet(servers: list[Server], tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def fleet(
+    servers: list[LocalServer], tokenizer: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
     from coordexp_backends.vllm_server import VLLMServerBackend
 
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -198,7 +166,7 @@ def fleet(servers: list[Server], tokenizer: Any, tmp_path_factory: pytest.TempPa
 
 @pytest.mark.parametrize("params", [GREEDY, CUT], ids=["greedy", "repeat_terminate"])
 def test_two_servers_give_the_hf_payload_in_request_order(
-    fleet: Any, servers: list[Server], model: Any, tokenizer: Any, tiny: ModuleType,
+    fleet: Any, servers: list[LocalServer], model: Any, tokenizer: Any, tiny: ModuleType,
     params: DecodeParams,
 ) -> None:  # fmt: skip
     reqs = tiny.requests(7)
@@ -209,7 +177,7 @@ def test_two_servers_give_the_hf_payload_in_request_order(
 
 
 def test_server_sync_reloads_new_weights_on_every_server(
-    fleet: Any, servers: list[Server], model: Any, tokenizer: Any, tiny: ModuleType
+    fleet: Any, servers: list[LocalServer], model: Any, tokenizer: Any, tiny: ModuleType
 ) -> None:
     reqs = tiny.requests(4)
     before = fleet.generate(reqs, GREEDY)
@@ -227,7 +195,7 @@ def test_server_sync_reloads_new_weights_on_every_server(
 
 
 def test_a_slow_server_times_out_naming_it(
-    fleet: Any, servers: list[Server], tokenizer: Any, tiny: ModuleType
+    fleet: Any, servers: list[LocalServer], tokenizer: Any, tiny: ModuleType
 ) -> None:
     from coordexp_backends.vllm_server import VLLMServerBackend
 
@@ -244,7 +212,7 @@ def test_a_slow_server_times_out_naming_it(
 
 
 def test_a_server_killed_mid_run_has_its_chunk_retried_on_the_other(
-    fleet: Any, servers: list[Server], model: Any, tokenizer: Any, tiny: ModuleType
+    fleet: Any, servers: list[LocalServer], model: Any, tokenizer: Any, tiny: ModuleType
 ) -> None:
     a, b = servers
     reqs = tiny.requests(16)
@@ -261,7 +229,7 @@ def test_a_server_killed_mid_run_has_its_chunk_retried_on_the_other(
 
 
 def test_all_servers_down_fails_naming_them_and_the_request_ids(
-    fleet: Any, servers: list[Server], tiny: ModuleType
+    fleet: Any, servers: list[LocalServer], tiny: ModuleType
 ) -> None:
     for s in servers:
         s.kill()

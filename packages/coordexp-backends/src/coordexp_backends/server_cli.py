@@ -15,8 +15,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
 
 from coordexp_backends.vllm_adapter import LOGITS_PROCESSOR
 
@@ -77,3 +84,57 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1"}
     os.execve(cmd[0], cmd, env)
+
+
+class LocalServer:
+    """A ``coordexp-rollout-server`` child process on this machine (tests, benchmarks, demos).
+
+    Args:
+        argv: ``coordexp-rollout-server`` arguments (``--model`` … ``--port`` …).
+        log: file receiving the server's output.
+
+    The server runs in its own session, so `kill` ends it and its engine process together.
+    """
+
+    def __init__(self, argv: Sequence[str], log: Path) -> None:
+        args = build_parser().parse_args(argv)
+        self.url = f"http://{args.host}:{args.port}"
+        self.log = log
+        env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1"}
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(
+                server_command(args), stdout=out, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def wait_ready(self, deadline: float) -> None:
+        """Block until ``/health`` answers 200, before ``time.monotonic()`` reaches ``deadline``.
+
+        Raises:
+            RuntimeError: the server exited (the message holds the end of its log).
+            TimeoutError: it did not answer in time.
+        """
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log.read_text()[-3000:]
+                raise RuntimeError(f"server {self.url} exited ({self.proc.returncode}): {tail}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"server {self.url} not ready: {self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the server and its engine process (no-op when it already exited)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])

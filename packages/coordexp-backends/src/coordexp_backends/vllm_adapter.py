@@ -7,11 +7,13 @@ imported inside the functions: importing this module does not import vLLM.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 
@@ -156,6 +158,7 @@ class ServerRoutes:
 
     health: str = "/health"
     completions: str = "/v1/completions"
+    chat_completions: str = "/v1/chat/completions"
     pause: str = "/pause"
     resume: str = "/resume"
     collective_rpc: str = "/collective_rpc"
@@ -191,12 +194,76 @@ def completion_body(
     return body
 
 
-def completion_choices(body: Mapping[str, Any]) -> list[tuple[list[int], list[int], str | None]]:
-    """``(prompt ids, response ids, finish reason)`` per prompt of a completion response."""
+Choice: TypeAlias = tuple[list[int], list[int], str | None]
+"""``(prompt ids, response ids, vLLM finish reason)`` of one answered prompt."""
+
+
+def completion_choices(body: Mapping[str, Any]) -> list[Choice]:
+    """One `Choice` per prompt of a ``/v1/completions`` response, in prompt order."""
     choices = sorted(body["choices"], key=lambda c: int(c["index"]))
     return [
         (list(c["prompt_token_ids"]), list(c["token_ids"]), c.get("finish_reason")) for c in choices
     ]
+
+
+def chat_messages(messages: Sequence[Mapping[str, Any]], images: Sequence[Any]) -> list[Any]:
+    """OpenAI chat messages: each ``{"type": "image"}`` part gets its image as a PNG data URL.
+
+    Images are encoded losslessly (PNG), so the server sees the caller's exact pixels.
+    """
+    pending = iter(images)
+    out: list[Any] = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, str):
+            out.append(dict(message))
+            continue
+        parts = []
+        for part in content:
+            if part.get("type") == "image":
+                url = _png_data_url(next(pending))
+                parts.append({"type": "image_url", "image_url": {"url": url}})
+            else:
+                parts.append(dict(part))
+        out.append({**message, "content": parts})
+    return out
+
+
+def _png_data_url(image: Any) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def chat_body(
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    images: Sequence[Any],
+    params: DecodeParams,
+    stop_ids: Sequence[int],
+    seed: int | None,
+) -> dict[str, Any]:
+    """A ``/v1/chat/completions`` body (the server templates, with a generation prompt)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": chat_messages(messages, images),
+        **sampling_fields(params, stop_ids),
+        "add_generation_prompt": True,
+        "return_token_ids": True,
+        "stream": False,
+    }
+    if seed is not None:
+        body["seed"] = seed
+    extra = repeat_terminate_arg(params, stop_ids[0])
+    if extra is not None:
+        body["vllm_xargs"] = {REPEAT_TERMINATE_ARG: extra}
+    return body
+
+
+def chat_choice(body: Mapping[str, Any]) -> Choice:
+    """The `Choice` of a one-sample chat completion response."""
+    choice = body["choices"][0]
+    return list(body["prompt_token_ids"]), list(choice["token_ids"]), choice.get("finish_reason")
 
 
 def reload_rpc_body(weights_path: str) -> dict[str, Any]:

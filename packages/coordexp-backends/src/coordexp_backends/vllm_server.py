@@ -28,11 +28,17 @@ from coordexp_backends.weights import SyncPlan
 log = logging.getLogger(__name__)
 
 
+class _ChunkFailed(Exception):
+    """A server failed a chunk in a way another server may not (retryable)."""
+
+
 class VLLMServerBackend:
     """Rollouts from a fleet of vLLM servers (``rollout_matching.vllm.server.servers[]``).
 
     A call splits the requests into contiguous chunks of ``decode_batch_size``, sends
-    chunk i to the i-th healthy server (round robin) concurrently, and reassembles the
+    chunk i to the i-th healthy server (round robin) concurrently (a text-only chunk is one
+    ``/v1/completions`` request with token-id prompts; a chunk with images is one
+    ``/v1/chat/completions`` request per sample, sent together), and reassembles the
     rollouts in request order. A chunk whose server fails (connection error, timeout,
     HTTP 5xx) is retried on another healthy server, at most ``max_retries`` times; the
     failed server takes no more work until a weight sync reaches it again (see `Fleet`).
@@ -129,21 +135,12 @@ class VLLMServerBackend:
         """Roll out every request, in request order (see the class docstring)."""
         if not self._ready:
             self.check_health()
-        for r in requests:
-            if r.images:
-                raise RolloutError(
-                    f"request {r.request_id!r}: the vLLM server backend takes text-only "
-                    "requests in this release; use the hf or vllm colocate backend for images"
-                )
-        prompts = [text_prompt_ids(self.processor, r) for r in requests]
         b = self.decode_batch_size
-        chunks = [
-            (i, list(requests[i : i + b]), prompts[i : i + b]) for i in range(0, len(requests), b)
-        ]
+        chunks = [list(requests[i : i + b]) for i in range(0, len(requests), b)]
         with ThreadPoolExecutor(max_workers=max(1, len(chunks))) as pool:
             futures = [
-                pool.submit(self._run_chunk, n, reqs, ids, params, offset)
-                for n, (offset, reqs, ids) in enumerate(chunks)
+                pool.submit(self._run_chunk, n, chunk, params, n * b)
+                for n, chunk in enumerate(chunks)
             ]
             errors = [f.exception() for f in futures]
         for error in errors:
@@ -152,14 +149,10 @@ class VLLMServerBackend:
         return [rollout for f in futures for rollout in f.result()]
 
     def _run_chunk(
-        self,
-        n: int,
-        requests: list[RolloutRequest],
-        prompt_ids: list[list[int]],
-        params: DecodeParams,
-        offset: int,
+        self, n: int, requests: list[RolloutRequest], params: DecodeParams, offset: int
     ) -> list[Rollout]:
         ids = [r.request_id for r in requests]
+        seed = None if params.seed is None else params.seed + offset
         causes: list[str] = []
         tried: list[str] = []
         url: str | None = None
@@ -170,41 +163,66 @@ class VLLMServerBackend:
                 break
             url = healthy[n % len(healthy)] if attempt == 0 else healthy[0]
             tried.append(url)
-            seed = None if params.seed is None else params.seed + offset
-            body = adapter.completion_body(
-                self._models[url], prompt_ids, params, self.stop_ids, seed
-            )
             start = time.perf_counter()
             try:
-                response = self._http.post(
-                    url + adapter.ROUTES.completions,
-                    json=body,
-                    timeout=httpx.Timeout(self.infer_timeout_s, connect=self.timeout_s),
-                )
-            except httpx.HTTPError as exc:
-                cause = _cause(
-                    exc, self.infer_timeout_s, "rollout_matching.vllm.server.infer_timeout_s"
-                )
-                self._fail(url, cause, causes)
+                results = self._request(url, requests, params, seed)
+            except _ChunkFailed as exc:
+                self._fail(url, str(exc), causes)
                 continue
-            if response.status_code >= 500:
-                self._fail(url, f"HTTP {response.status_code}: {response.text[:300]}", causes)
-                continue
-            if response.status_code >= 400:
-                raise ServerError(
-                    url,
-                    ids,
-                    f"rejected the request: HTTP {response.status_code}: {response.text[:500]}",
-                )
             timings = Timings(generate_s=time.perf_counter() - start, batch_size=len(requests))
-            return self._rollouts(requests, response.json(), params, timings, url)
+            return self._rollouts(requests, results, params, timings, url)
         where = url or "none"
         raise ServerError(
             where,
             ids,
-            f"chunk {n} failed on every server tried ({'; '.join(causes) or 'no healthy server'}); "
-            f"fleet: {self.fleet.describe()}",
+            f"chunk {n} failed on every server tried "
+            f"({'; '.join(causes) or 'no healthy server'}); fleet: {self.fleet.describe()}",
         )
+
+    def _request(
+        self, url: str, requests: list[RolloutRequest], params: DecodeParams, seed: int | None
+    ) -> list[adapter.Choice]:
+        """One chunk on one server: a token-id completion, or chat requests for images."""
+        ids = [r.request_id for r in requests]
+        model = self._models[url]
+        if not any(r.images for r in requests):
+            prompts = [text_prompt_ids(self.processor, r) for r in requests]
+            body = adapter.completion_body(model, prompts, params, self.stop_ids, seed)
+            return adapter.completion_choices(
+                self._infer(url, adapter.ROUTES.completions, body, ids)
+            )
+        bodies = [
+            adapter.chat_body(model, r.messages, r.images, params, self.stop_ids, seed)
+            for r in requests
+        ]
+        with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+            answers = list(
+                pool.map(
+                    lambda b: self._infer(url, adapter.ROUTES.chat_completions, b, ids), bodies
+                )
+            )
+        return [adapter.chat_choice(a) for a in answers]
+
+    def _infer(self, url: str, route: str, body: dict[str, Any], ids: list[str]) -> Any:
+        """POST an inference request; `_ChunkFailed` for retryable failures."""
+        try:
+            response = self._http.post(
+                url + route,
+                json=body,
+                timeout=httpx.Timeout(self.infer_timeout_s, connect=self.timeout_s),
+            )
+        except httpx.HTTPError as exc:
+            key = "rollout_matching.vllm.server.infer_timeout_s"
+            raise _ChunkFailed(_cause(exc, self.infer_timeout_s, key)) from exc
+        if response.status_code >= 500:
+            raise _ChunkFailed(f"HTTP {response.status_code}: {response.text[:300]}")
+        if response.status_code >= 400:
+            raise ServerError(
+                url,
+                ids,
+                f"rejected the request: HTTP {response.status_code}: {response.text[:500]}",
+            )
+        return response.json()
 
     def _fail(self, url: str, cause: str, causes: list[str]) -> None:
         causes.append(f"{url}: {cause}")
@@ -215,12 +233,11 @@ class VLLMServerBackend:
     def _rollouts(
         self,
         requests: list[RolloutRequest],
-        body: dict[str, Any],
+        choices: list[adapter.Choice],
         params: DecodeParams,
         timings: Timings,
         url: str,
     ) -> list[Rollout]:
-        choices = adapter.completion_choices(body)
         if len(choices) != len(requests):
             raise ServerError(
                 url,
