@@ -6,7 +6,7 @@ Answers of 1, 20, 60 and 200 objects (bboxes, or 8-point polygons), clean (close
 ended by <|im_end|>) or truncated in the middle of the last object, tokenized by a real
 byte-level BPE fast tokenizer (the tests' tokenizer: trained on answers, so structure
 merges like Qwen's). For a truncated answer json.loads is timed on its retained prefix
-closed with "}" (the full text is not JSON). Times are the minimum over 25 repeats.
+closed with "}" (the full text is not JSON). Times are minimums over many short repeats.
 """
 
 from __future__ import annotations
@@ -56,12 +56,13 @@ def answer(n: int, kind: str, rng: random.Random) -> str:
 
 
 def best(fn: Any) -> float:
-    """Seconds per call: the minimum over 25 repeats of about 2 ms each (noise-robust)."""
+    """Seconds per call: the minimum over repeats of about 2 ms (at least 40, ~0.4 s)."""
     start = timeit.default_timer()
     fn()
     once = max(timeit.default_timer() - start, 1e-7)
     number = max(1, int(2e-3 / once))
-    return min(timeit.repeat(fn, number=number, repeat=25)) / number
+    repeat = max(40, int(0.4 / (number * once)))
+    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
 
 
 def main() -> None:
