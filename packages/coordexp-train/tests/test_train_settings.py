@@ -30,6 +30,7 @@ from coordexp_train.settings import (
     group_settings,
     stage1_loss_weights,
 )
+from coordexp_train.stage1_trainer import MeanMeter
 
 
 def _config(tmp_path: Path, **sections: dict[str, object]) -> TrainingConfig:
@@ -246,3 +247,14 @@ def test_tensorboard_is_reported_to_only_when_asked_for_and_installed(tmp_path: 
     )
     not_asked = _config(tmp_path, training={"report_to": ["jsonl"]})
     assert training_arguments_kwargs(not_asked, 1)["report_to"] == []
+
+
+def test_mean_meter_weights_resets_and_reduces() -> None:
+    meter = MeanMeter(("a", "b"))
+    meter.add({"a": torch.tensor(1.0), "ignored": 5.0})
+    meter.add({"a": 4.0, "b": torch.tensor(2.0)}, weight=3.0)
+    assert meter.pop() == {"a": pytest.approx((1.0 + 12.0) / 4.0), "b": 2.0}
+    assert meter.pop() == {}  # reset; names never seen are left out
+    meter.add({"b": 1.0})
+    # a reduction that doubles sums and weights (two identical processes) keeps the mean
+    assert meter.pop(lambda t: t * 2) == {"b": 1.0}

@@ -21,7 +21,7 @@ accumulation steps, so an optimizer step sees the mean over its micro-batches.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -58,31 +58,54 @@ def box_label_positions(batch: Batch) -> torch.Tensor:
 
 
 class MeanMeter:
-    """Weighted running means of named values between two log events."""
+    """Weighted running means of named values between two log events.
+
+    Tensor values stay on their device (no host synchronisation per micro-batch); the
+    means are read only when :meth:`pop` is called at a log event.
+    """
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
-        self.sums = torch.zeros(len(names), dtype=torch.float64)
-        self.weights = torch.zeros(len(names), dtype=torch.float64)
+        self._sums: dict[str, torch.Tensor | float] = {}
+        self._weights: dict[str, float] = {}
 
     def add(self, values: Mapping[str, float | torch.Tensor], weight: float = 1.0) -> None:
         """Record one observation of each value present (unknown names are ignored)."""
-        for i, name in enumerate(self.names):
+        for name in self.names:
             if name in values:
-                self.sums[i] += float(values[name]) * weight
-                self.weights[i] += weight
+                value = values[name]
+                if isinstance(value, torch.Tensor):
+                    value = value.detach().double()
+                self._sums[name] = self._sums.get(name, 0.0) + value * weight
+                self._weights[name] = self._weights.get(name, 0.0) + weight
 
-    def pop(self, reduce: Any = None) -> dict[str, float]:
+    def pop(self, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
         """Means since the last call (``reduce`` sums tensors across processes); resets."""
-        stacked = torch.stack([self.sums, self.weights])
+        device = next((v.device for v in self._sums.values() if isinstance(v, torch.Tensor)), None)
+        stacked = torch.stack(
+            [
+                torch.stack(
+                    [
+                        torch.as_tensor(self._sums.get(n, 0.0), dtype=torch.float64, device=device)
+                        for n in self.names
+                    ]
+                ),
+                torch.tensor(
+                    [self._weights.get(n, 0.0) for n in self.names],
+                    dtype=torch.float64,
+                    device=device,
+                ),
+            ]
+        )
         if reduce is not None:
             stacked = reduce(stacked)
-        self.sums.zero_()
-        self.weights.zero_()
+        self._sums.clear()
+        self._weights.clear()
+        values = stacked.cpu()
         return {
-            name: float(stacked[0, i] / stacked[1, i])
+            name: float(values[0, i] / values[1, i])
             for i, name in enumerate(self.names)
-            if stacked[1, i] > 0
+            if values[1, i] > 0
         }
 
 
@@ -172,7 +195,7 @@ class Stage1Trainer(Trainer):
         summed: torch.Tensor = self.accelerator.reduce(
             t.to(self.accelerator.device), reduction="sum"
         )
-        return summed.cpu()
+        return summed
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         """AdamW over the trainable parameters, one learning rate per parameter group."""
