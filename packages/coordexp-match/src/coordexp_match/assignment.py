@@ -39,19 +39,22 @@ def assign(
 ) -> list[tuple[int, int]]:
     """Pairs minimising Σ_pairs (1 − IoU) + fp_cost·|FP| + fn_cost·|FN| over allowed pairs.
 
-    The problem is one square assignment on an augmented (n + m) × (n + m) matrix:
-    rows are the n preds then one dummy row per GT, columns the m GTs then one dummy
-    column per pred. Pred i on GT j costs 1 − IoU (allowed pairs only); pred i on its own
-    dummy column costs ``fp_cost`` (left unmatched); GT j's dummy row on column j costs
-    ``fn_cost`` (missed); dummy rows on dummy columns cost 0; everything else is
-    ``forbidden``. Forbidden entries are never chosen: leaving everything unmatched is a
-    feasible assignment costing n·fp_cost + m·fn_cost < ``forbidden``, and every entry is
-    >= 0, so any assignment holding a forbidden entry costs more than that one.
+    Exact reduction to one n × m assignment. For a matching M of allowed pairs the
+    objective is fp_cost·n + fn_cost·m − Σ_M gain, with gain_ij = IoU_ij − t and
+    t = 1 − fp_cost − fn_cost (matching a pair replaces fp_cost + fn_cost by 1 − IoU):
+    minimising the objective is maximising Σ_M gain. Let W_ij = gain_ij on *useful*
+    pairs (allowed and gain_ij > 0) and 0 elsewhere, so W >= 0. scipy's
+    ``linear_sum_assignment`` returns a full assignment A (min(n, m) pairs) of the
+    largest Σ_A W; the result P is the useful pairs of A, so Σ_P gain = Σ_A W. P is
+    optimal: for any matching M of allowed pairs, Σ_M gain <= Σ W over M's useful pairs
+    <= Σ_A' W for any full assignment A' containing them (W >= 0) <= Σ_A W = Σ_P gain.
+    Forbidden pairs have W = 0 and are dropped from A, so they are never chosen.
+    Clipping to W >= 0 is needed: an allowed pair kept at a negative gain could be
+    forced into a full assignment and displace a useful pair.
 
-    Two exact shortcuts keep the matrix small: preds and GTs with no allowed pair are
-    left out (unmatched in every assignment), and a pred and GT that are each other's
-    only candidate form a problem of their own, decided in closed form (matched when
-    1 − IoU <= fp_cost + fn_cost).
+    Ties: a pair is matched only if it strictly lowers the objective, i.e. IoU > t
+    (t computed in float64 as ``1.0 - (fp_cost + fn_cost)``); a pair whose cost equals
+    leaving both unmatched is not.
 
     Args:
         iou: (n, m) IoU matrix.
@@ -62,34 +65,11 @@ def assign(
     Returns:
         Matched (pred, GT) index pairs, in pred order. Deterministic for a given matrix.
     """
-    solo = _isolated_pairs(allowed)
-    solo_rows, solo_cols = np.nonzero(solo)
-    keep = 1.0 - iou[solo_rows, solo_cols] <= fp_cost + fn_cost
-    pairs = list(zip(solo_rows[keep].tolist(), solo_cols[keep].tolist(), strict=True))
-    # Everything else with a candidate goes to the solver; the rest is unmatched anyway.
-    rows = np.flatnonzero(allowed.any(axis=1) & ~solo.any(axis=1))
-    cols = np.flatnonzero(allowed.any(axis=0) & ~solo.any(axis=0))
-    n, m = rows.size, cols.size
-    if n and m:
-        forbidden = 2.0 * (n * fp_cost + m * fn_cost) + 2.0
-        cost = np.full((n + m, n + m), forbidden)
-        sub = np.ix_(rows, cols)
-        cost[:n, :m] = np.where(allowed[sub], 1.0 - iou[sub], forbidden)
-        cost[np.arange(n), m + np.arange(n)] = fp_cost
-        cost[n + np.arange(m), np.arange(m)] = fn_cost
-        cost[n:, m:] = 0.0
-        solved_rows, solved_cols = linear_sum_assignment(cost)
-        pairs += [
-            (int(rows[r]), int(cols[c]))
-            for r, c in zip(solved_rows, solved_cols, strict=True)
-            if r < n and c < m
-        ]
-    return sorted(pairs)
-
-
-def _isolated_pairs(allowed: BoolArray) -> BoolArray:
-    """Allowed pairs whose pred and GT have no other candidate: components of their own."""
-    only_for_pred = allowed.sum(axis=1) == 1
-    only_for_gt = allowed.sum(axis=0) == 1
-    solo: BoolArray = allowed & only_for_pred[:, None] & only_for_gt[None, :]
-    return solo
+    threshold = 1.0 - (fp_cost + fn_cost)
+    useful = iou > threshold
+    useful &= allowed
+    loss = np.subtract(threshold, iou)  # −W on useful pairs; the solver minimises
+    loss *= useful
+    rows, cols = linear_sum_assignment(loss)  # rows come sorted
+    kept = useful[rows, cols].tolist()
+    return [(r, c) for r, c, k in zip(rows.tolist(), cols.tolist(), kept, strict=True) if k]

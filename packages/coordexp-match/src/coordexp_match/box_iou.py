@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from coordexp_match.geometry import IMAGE_SIDE
+from coordexp_match.geometry import IMAGE_SIDE, BoxArray
 
 FloatArray = npt.NDArray[np.float64]
 
 
-def box_iou(a: FloatArray, b: FloatArray) -> FloatArray:
+def box_iou(a: BoxArray, b: BoxArray, *, clip: bool = True) -> FloatArray:
     """IoU of every box in ``a`` with every box in ``b``, exactly, in norm1000 space.
 
     Boxes are clipped to the image square [0, 999]² first; area is the continuous
@@ -19,26 +19,36 @@ def box_iou(a: FloatArray, b: FloatArray) -> FloatArray:
     the image.
 
     Args:
-        a: (n, 4) boxes ``x1, y1, x2, y2`` with x1 <= x2, y1 <= y2.
+        a: (n, 4) boxes ``x1, y1, x2, y2`` with x1 <= x2, y1 <= y2 (ints or floats).
         b: (m, 4) boxes, same layout.
+        clip: False skips the clipping when every coordinate is known to lie in the
+            image square already (DetObjects: ints in 0..999); the result is the same.
 
     Returns:
         (n, m) float64 IoU in [0, 1], and NaN exactly where the union is empty (both
         boxes zero-area after clipping): the caller decides those pairs.
     """
-    a = np.clip(a, 0.0, IMAGE_SIDE)
-    b = np.clip(b, 0.0, IMAGE_SIDE)
-    inter = np.minimum(a[:, None, 2], b[None, :, 2])
-    inter -= np.maximum(a[:, None, 0], b[None, :, 0])
+    if clip:
+        a = np.clip(a, 0.0, IMAGE_SIDE)
+        b = np.clip(b, 0.0, IMAGE_SIDE)
+    # Coordinates as contiguous float rows x1, y1, x2, y2 (exact for ints).
+    ca = a.T.astype(np.float64, order="C")
+    cb = b.T.astype(np.float64, order="C")
+    extent_a, extent_b = ca[2:] - ca[:2], cb[2:] - cb[:2]
+    area_a, area_b = extent_a[0] * extent_a[1], extent_b[0] * extent_b[1]
+    ax1, ay1, ax2, ay2 = ca[:, :, None]  # (n, 1) columns against (m,) rows
+    bx1, by1, bx2, by2 = cb
+    inter: FloatArray = np.minimum(ax2, bx2)
+    inter -= np.maximum(ax1, bx1)
+    high = np.minimum(ay2, by2)
+    high -= np.maximum(ay1, by1)
     np.maximum(inter, 0.0, out=inter)
-    ih = np.minimum(a[:, None, 3], b[None, :, 3])
-    ih -= np.maximum(a[:, None, 1], b[None, :, 1])
-    np.maximum(ih, 0.0, out=ih)
-    inter *= ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :]
+    np.maximum(high, 0.0, out=high)
+    inter *= high
+    union = np.add(area_a[:, None], area_b, out=high)
     union -= inter
-    union[union <= 0.0] = np.nan
+    # The union is at least the larger area: empty only where both boxes are.
+    if not (area_a.all() or area_b.all()):
+        union[np.ix_(area_a == 0.0, area_b == 0.0)] = np.nan
     inter /= union
     return inter

@@ -11,12 +11,18 @@ image (width ``x2 − x1``, no +1). Geometry outside that square counts for noth
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from itertools import chain
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from coordexp_parse import DetObject
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.intp]
+BoxArray = npt.NDArray[np.number[Any]]
 
 IMAGE_SIDE = 999.0
 """Side of the image square [0, IMAGE_SIDE]² in norm1000 units."""
@@ -54,7 +60,7 @@ class Shape(NamedTuple):
         """Whether this is a polygon (otherwise a bbox)."""
         return self.kind == "poly"
 
-    def vertices(self) -> npt.NDArray[np.float64]:
+    def vertices(self) -> FloatArray:
         """The outline as an (n, 2) array; a bbox gives its rectangle's four corners."""
         if self.is_poly:
             return np.asarray(self.coords, dtype=np.float64).reshape(-1, 2)
@@ -94,8 +100,70 @@ def _problem(kind: object, coords: object) -> str | None:
     return None
 
 
-def read_shapes(objects: Sequence[Geometry], name: str) -> list[Shape]:
+class Shapes:
+    """The validated geometries of one side, in order: the batch form the matcher reads.
+
+    Indexing gives a ``Shape``; the arrays give all objects at once.
+
+    Attributes:
+        coords: each object's coordinates (a DetObject's ints, otherwise floats).
+        is_poly: (n,) whether each object is a polygon (otherwise a bbox).
+        has_poly: whether any object is a polygon.
+        in_image: whether every coordinate is known to lie in the image square (true
+            for DetObjects: ints in 0..999).
+        boxes: (n, 4) ``x1, y1, x2, y2`` of each bbox, a polygon's row zeros; int64 when
+            every object is a DetObject and a bbox, float64 otherwise (exact either way).
+    """
+
+    __slots__ = ("boxes", "coords", "has_poly", "in_image", "is_poly")
+
+    def __init__(
+        self,
+        coords: list[tuple[float, ...]],
+        is_poly: BoolArray,
+        has_poly: bool,
+        in_image: bool,
+        boxes: BoxArray,
+    ) -> None:
+        self.coords = coords
+        self.is_poly = is_poly
+        self.has_poly = has_poly
+        self.in_image = in_image
+        self.boxes = boxes
+
+    @classmethod
+    def of(cls, kinds: list[str], coords: list[tuple[float, ...]], in_image: bool) -> Shapes:
+        """Shapes from validated kinds and coordinates; ``in_image``: all are DetObjects'."""
+        n = len(coords)
+        if "poly" not in kinds:
+            dtype = np.int64 if in_image else np.float64
+            flat = np.fromiter(chain.from_iterable(coords), dtype, 4 * n)
+            return cls(coords, np.zeros(n, dtype=np.bool_), False, in_image, flat.reshape(n, 4))
+        is_poly = np.array([k == "poly" for k in kinds], dtype=np.bool_)
+        boxes = np.zeros((n, 4), dtype=np.float64)
+        box_coords = [c for c, k in zip(coords, kinds, strict=True) if k != "poly"]
+        boxes[~is_poly] = np.array(box_coords, dtype=np.float64).reshape(-1, 4)
+        return cls(coords, is_poly, True, in_image, boxes)
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+    def __getitem__(self, i: int) -> Shape:
+        return Shape("poly" if self.is_poly[i] else "bbox_2d", self.coords[i])
+
+    def take(self, order: IntArray) -> Shapes:
+        """The same shapes in the order ``order`` (positions into this batch)."""
+        coords = self.coords
+        picked = [coords[i] for i in order.tolist()]
+        is_poly = self.is_poly[order] if self.has_poly else self.is_poly
+        return Shapes(picked, is_poly, self.has_poly, self.in_image, self.boxes[order])
+
+
+def read_shapes(objects: Sequence[Geometry], name: str) -> Shapes:
     """Validate ``objects`` and return their shapes in the same order.
+
+    A ``coordexp_parse.DetObject`` is valid by construction (ints in 0..999) and is
+    taken as it is; any other object is checked.
 
     Args:
         objects: objects with ``kind`` and ``coords`` (see ``Geometry``).
@@ -107,20 +175,26 @@ def read_shapes(objects: Sequence[Geometry], name: str) -> list[Shape]:
             non-numeric, non-finite or huge values, a bbox with x2 < x1 or y2 < y1); the
             message names the object as ``name[index]``.
     """
-    shapes: list[Shape] = []
+    if set(map(type, objects)) <= {DetObject}:
+        dets: Sequence[DetObject] = objects  # type: ignore[assignment]
+        return Shapes.of([o.kind for o in dets], [o.coords for o in dets], in_image=True)
+    kinds: list[str] = []
+    coords: list[tuple[float, ...]] = []
     for i, obj in enumerate(objects):
-        if type(obj) is DetObject:  # validated on construction: ints in 0..999
-            shapes.append(Shape(obj.kind, obj.coords))
+        if type(obj) is DetObject:
+            kinds.append(obj.kind)
+            coords.append(obj.coords)
             continue
         try:
-            kind, coords = obj.kind, obj.coords
+            kind, values = obj.kind, obj.coords
         except AttributeError:
             raise TypeError(
                 f"{name}[{i}] is a {type(obj).__name__} without `kind` and `coords`; "
                 "pass objects like coordexp_parse.DetObject"
             ) from None
-        problem = _problem(kind, coords)
+        problem = _problem(kind, values)
         if problem is not None:
             raise ValueError(f"{name}[{i}]: {problem}; fix or drop this object before matching")
-        shapes.append(Shape(kind, tuple(float(v) for v in coords)))
-    return shapes
+        kinds.append(kind)
+        coords.append(tuple(float(v) for v in values))
+    return Shapes.of(kinds, coords, in_image=False)

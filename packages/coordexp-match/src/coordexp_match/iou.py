@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from coordexp_match.box_iou import box_iou
-from coordexp_match.geometry import Geometry, Shape, read_shapes
+from coordexp_match.geometry import Geometry, Shapes, read_shapes
 from coordexp_match.raster import mask_iou, rasterise
 
 FloatArray = npt.NDArray[np.float64]
@@ -58,34 +58,31 @@ def iou_matrix(
     return shape_iou(read_shapes(preds, "preds"), read_shapes(gts, "gts"), r)
 
 
-def shape_iou(preds: Sequence[Shape], gts: Sequence[Shape], resolution: int) -> FloatArray:
+def shape_iou(preds: Shapes, gts: Shapes, resolution: int) -> FloatArray:
     """``iou_matrix`` on already validated shapes."""
     n, m = len(preds), len(gts)
     if n == 0 or m == 0:
         return np.zeros((n, m), dtype=np.float64)
-    pred_poly = np.array([s.is_poly for s in preds])
-    gt_poly = np.array([s.is_poly for s in gts])
-    if not (pred_poly.any() or gt_poly.any()):
-        iou = box_iou(_boxes(preds), _boxes(gts))
+    pred_poly, gt_poly = preds.is_poly, gts.is_poly
+    clip = not (preds.in_image and gts.in_image)
+    if not (preds.has_poly or gts.has_poly):
+        iou = box_iou(preds.boxes, gts.boxes, clip=clip)
     else:
         iou = np.zeros((n, m), dtype=np.float64)
         pb, gb = np.flatnonzero(~pred_poly), np.flatnonzero(~gt_poly)
         if pb.size and gb.size:
-            boxes_p, boxes_g = _boxes([preds[i] for i in pb]), _boxes([gts[j] for j in gb])
-            iou[np.ix_(pb, gb)] = box_iou(boxes_p, boxes_g)
+            iou[np.ix_(pb, gb)] = box_iou(preds.boxes[pb], gts.boxes[gb], clip=clip)
         # A pred needs a mask when it is a polygon or meets a polygon GT; likewise a GT.
-        pm = np.flatnonzero(pred_poly | gt_poly.any())
-        gm = np.flatnonzero(gt_poly | pred_poly.any())
+        pm = np.flatnonzero(pred_poly | gts.has_poly)
+        gm = np.flatnonzero(gt_poly | preds.has_poly)
         masks_p = rasterise([preds[i].vertices() for i in pm], resolution)
         masks_g = rasterise([gts[j].vertices() for j in gm], resolution)
         uses_mask = pred_poly[pm][:, None] | gt_poly[gm][None, :]
         sub = np.ix_(pm, gm)
         iou[sub] = np.where(uses_mask, mask_iou(masks_p, masks_g), iou[sub])
     # Empty unions (NaN so far): 1.0 between identical objects, else 0.0.
-    for i, j in np.argwhere(np.isnan(iou)).tolist():
-        iou[i, j] = float(preds[i] == gts[j])
+    empty = np.isnan(iou)
+    if empty.any():
+        for i, j in np.argwhere(empty).tolist():
+            iou[i, j] = float(preds[i] == gts[j])
     return iou
-
-
-def _boxes(shapes: Sequence[Shape]) -> FloatArray:
-    return np.array([s.coords for s in shapes], dtype=np.float64).reshape(-1, 4)

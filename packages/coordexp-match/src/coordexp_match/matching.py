@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from coordexp_match.assignment import assign, candidates
-from coordexp_match.geometry import Geometry, Shape, read_shapes
+from coordexp_match.geometry import Geometry, IntArray, Shapes, read_shapes
 from coordexp_match.iou import check_resolution, shape_iou
 
 MAX_COST = 1e6
@@ -58,16 +58,32 @@ def _check_options(gate: object, top_k: object, fp_cost: object, fn_cost: object
             )
 
 
-def _canonical_order(shapes: Sequence[Shape]) -> list[int]:
-    """Indices sorted by shape (kind, then coordinates), identical shapes by index."""
-    return sorted(range(len(shapes)), key=shapes.__getitem__)  # stable: ties by index
+def _canonical_order(shapes: Shapes) -> IntArray:
+    """Positions sorted by shape: bboxes, then polygons, each by coordinates.
+
+    Equal shapes keep their relative order (both sorts are stable).
+    """
+    if not shapes.has_poly:
+        order: IntArray = np.lexsort(shapes.boxes.T[::-1])  # the last key is the primary: x1
+        return order
+    boxes = np.flatnonzero(~shapes.is_poly)
+    polys = np.flatnonzero(shapes.is_poly).tolist()
+    polys.sort(key=shapes.coords.__getitem__)
+    by_box = boxes[np.lexsort(shapes.boxes[boxes].T[::-1])]
+    return np.concatenate([by_box, np.array(polys, dtype=np.intp)])
 
 
-def _groups(shapes: Sequence[Shape]) -> list[int]:
-    """Group id per position of a canonically ordered list: equal shapes share an id."""
-    ids: list[int] = []
-    for k, s in enumerate(shapes):
-        ids.append(0 if k == 0 else ids[-1] + (s != shapes[k - 1]))
+def _groups(shapes: Shapes) -> list[int] | None:
+    """Group id per position of canonically ordered shapes; None when all differ.
+
+    Equal shapes (adjacent in canonical order) share an id.
+    """
+    coords = shapes.coords  # equal coordinates imply equal kinds (4 vs >= 6 values)
+    if len(set(coords)) == len(coords):
+        return None
+    ids = [0]
+    for k in range(1, len(coords)):
+        ids.append(ids[-1] + (coords[k] != coords[k - 1]))
     return ids
 
 
@@ -144,25 +160,31 @@ def match(
     """
     _check_options(gate, top_k, fp_cost, fn_cost)
     r = check_resolution(resolution)
+    unmatched_pred, unmatched_gt = float(fp_cost), float(fn_cost)
     pred_shapes = read_shapes(preds, "preds")
     gt_shapes = read_shapes(gts, "gts")
+    n, m = len(pred_shapes), len(gt_shapes)
     pred_order = _canonical_order(pred_shapes)
     gt_order = _canonical_order(gt_shapes)
-    sorted_preds = [pred_shapes[i] for i in pred_order]
-    sorted_gts = [gt_shapes[j] for j in gt_order]
+    sorted_preds = pred_shapes.take(pred_order)
+    sorted_gts = gt_shapes.take(gt_order)
 
     iou = shape_iou(sorted_preds, sorted_gts, r)
     allowed = candidates(iou, float(gate), None if top_k is None else int(top_k))
-    unmatched_pred, unmatched_gt = float(fp_cost), float(fn_cost)
     chosen = assign(iou, allowed, unmatched_pred, unmatched_gt)
-    if len(set(sorted_preds)) < len(sorted_preds) or len(set(sorted_gts)) < len(sorted_gts):
-        chosen = _interchange_identical(chosen, _groups(sorted_preds), _groups(sorted_gts))
+    pred_groups, gt_groups = _groups(sorted_preds), _groups(sorted_gts)
+    if chosen and (pred_groups is not None or gt_groups is not None):
+        chosen = _interchange_identical(
+            chosen, pred_groups or list(range(n)), gt_groups or list(range(m))
+        )
 
-    matched = sorted((pred_order[p], gt_order[g], float(iou[p, g])) for p, g in chosen)
+    pred_at, gt_at, item = pred_order.tolist(), gt_order.tolist(), iou.item
+    matched = sorted([(pred_at[p], gt_at[g], item(p, g)) for p, g in chosen])
     pairs = [(p, g) for p, g, _ in matched]
     ious = [v for _, _, v in matched]
-    fp = sorted(set(range(len(pred_shapes))) - {p for p, _ in pairs})
-    fn = sorted(set(range(len(gt_shapes))) - {g for _, g in pairs})
+    pred_taken, gt_taken = {p for p, _ in pairs}, {g for _, g in pairs}
+    fp = [i for i in range(n) if i not in pred_taken]
+    fn = [j for j in range(m) if j not in gt_taken]
     cost = math.fsum(
         [1.0 - v for v in ious] + [unmatched_pred] * len(fp) + [unmatched_gt] * len(fn)
     )
