@@ -62,6 +62,8 @@ def test_rounding_is_half_up_then_clamped() -> None:
     assert pixel_to_bin(-3.0, 1000) == 0
     assert pixel_to_bin(1000.0, 1000) == 999
     assert pixel_to_bin(5.0, 1) == 0
+    assert pixel_to_bin(10**400, 1000) == 999
+    assert pixel_to_bin(-(10**400), 1000) == 0
 
 
 @given(bins, sides)

@@ -64,12 +64,13 @@ def pixel_to_bin(v: float, side: int) -> int:
     """
     if side < 1:
         raise ValueError(f"image side must be >= 1 pixel, got {side}")
-    if not math.isfinite(v):
+    if isinstance(v, float) and not math.isfinite(v):
         raise ValueError(f"pixel coordinate must be finite, got {v!r}")
-    if side == 1:
+    if side == 1 or v <= 0:
         return 0
-    k = math.floor(v * MAX_BIN / (side - 1) + 0.5)
-    return min(max(k, 0), MAX_BIN)
+    if v >= side - 1:  # (also keeps huge ints away from float division)
+        return MAX_BIN
+    return min(math.floor(v * MAX_BIN / (side - 1) + 0.5), MAX_BIN)
 
 
 def bin_to_pixel(k: int, side: int) -> float:
