@@ -136,3 +136,48 @@ def test_vllm_server_matches_hf_on_image_requests(vl: Any, vl_server: Any) -> No
     hf = HFBackend(vl.model, vl.processor, 3).generate(requests(), PARAMS)
     assert payloads(backend.generate(requests(), PARAMS)) == payloads(hf)
     backend.close()
+
+
+def perturbed_copy(vl: Any) -> Any:
+    """The VL model with every weight moved (a stand-in for an optimizer step)."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(vl.model)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    return model
+
+
+@pytest.mark.vllm
+def test_vllm_colocate_sync_of_the_vl_model(vl: Any, vl_colocate: Any) -> None:
+    new = perturbed_copy(vl)
+    before = vl_colocate.generate(requests(), PARAMS)
+    vl_colocate.sync_weights(new)
+    after = vl_colocate.generate(requests(), PARAMS)
+    assert payloads(after) == payloads(HFBackend(new, vl.processor, 3).generate(requests(), PARAMS))
+    assert [r.response_token_ids for r in after] != [r.response_token_ids for r in before]
+    vl_colocate.sync_weights(vl.model)
+    assert payloads(vl_colocate.generate(requests(), PARAMS)) == payloads(before)
+
+
+@pytest.mark.vllm
+def test_vllm_server_sync_of_the_vl_model(
+    vl: Any, vl_server: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from coordexp_backends.prompts import stop_token_ids
+    from coordexp_backends.vllm_server import VLLMServerBackend
+
+    stops = stop_token_ids(vl.model.generation_config)
+    weights = tmp_path_factory.mktemp("vl-weights")
+    backend = VLLMServerBackend(
+        [vl_server.url], vl.processor, 3, stops, timeout_s=60, weights_dir=weights
+    )
+    new = perturbed_copy(vl)
+    backend.sync_weights(new)
+    out = backend.generate(requests(), PARAMS)
+    assert payloads(out) == payloads(HFBackend(new, vl.processor, 3).generate(requests(), PARAMS))
+    backend.close()

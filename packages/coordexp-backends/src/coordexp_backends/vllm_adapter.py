@@ -103,17 +103,29 @@ def load_weights(llm: Any, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
     """Load checkpoint-format ``(name, tensor)`` pairs into an in-process engine (CPU/GPU).
 
     Uses the worker's ``reload_weights`` (the engine must run its worker in this process:
-    ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` or an in-process executor), then resets the prefix
-    cache; the worker resets its multimodal and encoder caches itself.
+    ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` or an in-process executor), then drops every cache
+    computed with the old weights (see `reset_caches`).
     """
     llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(list(weights))})
+    reset_caches(llm)
+
+
+def reset_caches(llm: Any) -> None:
+    """Drop the prefix (KV), multimodal-input and encoder caches of an in-process engine.
+
+    The worker's reload clears its own encoder cache, but the scheduler still believes the
+    old vision embeddings are cached ("Encoder cache miss" on the next image request)
+    unless the engine-level encoder cache is reset too.
+    """
     llm.reset_prefix_cache()
+    llm.reset_mm_cache()
+    llm.llm_engine.reset_encoder_cache()
 
 
 def reload_from_path(llm: Any, weights_path: str) -> None:
     """Reload an in-process engine's weights from a checkpoint folder, then reset caches."""
     llm.collective_rpc("reload_weights", kwargs={"weights_path": weights_path})
-    llm.reset_prefix_cache()
+    reset_caches(llm)
 
 
 def weight_checksums(llm: Any) -> dict[str, str]:
@@ -152,7 +164,7 @@ def shutdown(llm: Any) -> None:
 class ServerRoutes:
     """The vLLM OpenAI-server routes the server client uses (dev-mode routes marked).
 
-    ``pause``/``resume``/``collective_rpc``/``reset_prefix_cache``/``weight_checker``
+    ``pause``/``resume``/``collective_rpc``/the ``reset_*_cache`` routes/``weight_checker``
     exist only with ``VLLM_SERVER_DEV_MODE=1`` (our ``coordexp-rollout-server`` sets it).
     """
 
@@ -163,9 +175,16 @@ class ServerRoutes:
     resume: str = "/resume"
     collective_rpc: str = "/collective_rpc"
     reset_prefix_cache: str = "/reset_prefix_cache"
+    reset_mm_cache: str = "/reset_mm_cache"
+    reset_encoder_cache: str = "/reset_encoder_cache"
     weight_checker: str = "/weight_checker"
     sleep: str = "/sleep"
     wake_up: str = "/wake_up"
+
+    @property
+    def caches(self) -> tuple[str, ...]:
+        """The routes that drop caches computed with old weights (prefix, mm, encoder)."""
+        return (self.reset_prefix_cache, self.reset_mm_cache, self.reset_encoder_cache)
 
 
 ROUTES = ServerRoutes()

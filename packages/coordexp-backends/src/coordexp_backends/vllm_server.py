@@ -48,8 +48,9 @@ class VLLMServerBackend:
 
     Weight sync (CPU-portable path): the model is saved to ``weights_dir`` (a folder every
     server can read) and each server is paused, told to ``reload_weights`` from it through
-    ``/collective_rpc``, has its prefix cache reset, and is resumed. Servers must run with
-    ``VLLM_SERVER_DEV_MODE=1`` (``coordexp-rollout-server`` does it).
+    ``/collective_rpc``, has its prefix, multimodal and encoder caches reset, and is
+    resumed. Servers must run with ``VLLM_SERVER_DEV_MODE=1`` (``coordexp-rollout-server``
+    does it).
 
     Args:
         servers: the servers' base URLs (``http://host:port``).
@@ -299,7 +300,8 @@ class VLLMServerBackend:
                     adapter.ROUTES.collective_rpc,
                     json=adapter.reload_rpc_body(str(self.weights_dir)),
                 )
-                self._post(url, adapter.ROUTES.reset_prefix_cache)
+                for route in adapter.ROUTES.caches:
+                    self._post(url, route)
                 self._post(url, adapter.ROUTES.resume)
                 self.fleet.mark_synced(url)
             except httpx.HTTPError as exc:
