@@ -159,10 +159,9 @@ def test_two_process_gloo_run_splits_the_effective_batch(workspace: Path) -> Non
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",  # rendezvous on a free local port
         "--nproc_per_node",
         "2",
-        "--master_port",
-        "29561",
         "-m",
         "coordexp_train",
         "--config",

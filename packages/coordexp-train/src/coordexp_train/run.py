@@ -4,11 +4,13 @@ Order (each step fails with an actionable message before the next, costlier one 
 
 1. config-time refusals (:func:`coordexp_train.settings.check_stage1_supported`);
 2. ``TrainingArguments`` (accumulation for the actual world size, DeepSpeed file);
-3. the resume checkpoint, if one is asked for; the records files (built-in synthetic
-   datasets are written on first use);
-4. seed, then model + processor + coord vocabulary (the built-in tiny model is built
-   into the cache on first use; a checkpoint without coord tokens is refused);
-5. every record checked, datasets and collator;
+3. the resume checkpoint, if one is asked for;
+4. seed; then, on the first process of each node before the others (so a cache is
+   filled once): the records files (built-in synthetic datasets are written on first
+   use), model + processor + coord vocabulary (the built-in tiny model is built on first
+   use; a checkpoint without coord tokens is refused), every record checked, datasets
+   and collator;
+5. freezing of the configured parameter groups;
 6. ``Stage1Trainer.train`` (progress bar, JSONL metrics, checkpoints), the final save
    under ``<output_dir>/final`` and a :class:`~coordexp_train.summary.RunSummary`.
 """
@@ -76,15 +78,16 @@ def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary |
     args = build_training_arguments(cfg, world_size_from_env())
     output_dir = Path(cfg.training.output_dir)
     resume = resolve_resume(cfg.training.resume_from_checkpoint, output_dir)
-    data_files = prepare_data_files(cfg, cache_dir)
-
     set_seed(cfg.training.seed)
-    loaded = load_model_and_processor(
-        cfg.model, coord_token_mode=cfg.custom.coord_token_mode, cache_dir=cache_dir
-    )
+    # the first process of each node fills the cache (built-in model and datasets) alone
+    with args.main_process_first(desc="model and data preparation"):
+        data_files = prepare_data_files(cfg, cache_dir)
+        loaded = load_model_and_processor(
+            cfg.model, coord_token_mode=cfg.custom.coord_token_mode, cache_dir=cache_dir
+        )
+        data = build_stage1_data(cfg, loaded, cache_dir)
     groups = group_settings(cfg)
     apply_freezing(loaded.model, groups.frozen)
-    data = build_stage1_data(cfg, loaded, cache_dir)
     for split, report in data.skipped.items():
         logger.warning("%s: %s", split, report.summary())
 
