@@ -78,6 +78,16 @@ def colocate(model_dir: Path, tokenizer: Any) -> Iterator[Any]:
     backend.close()
 
 
+def test_sleep_on_a_platform_without_sleep_mode_is_refused_naming_the_key(
+    model_dir: Path, tokenizer: Any
+) -> None:
+    from coordexp_backends import RolloutError
+    from coordexp_backends.vllm_colocate import VLLMColocateBackend
+
+    with pytest.raises(RolloutError, match=r"vllm\.sleep_level=1 needs vLLM's sleep mode.*'cpu'"):
+        VLLMColocateBackend(str(model_dir), tokenizer, 4, ENGINE, sleep_level=1)
+
+
 @pytest.mark.parametrize("params", [GREEDY, CUT], ids=["greedy", "repeat_terminate"])
 def test_colocate_gives_the_hf_payload(
     colocate: Any, model: Any, tokenizer: Any, tiny: ModuleType, params: DecodeParams

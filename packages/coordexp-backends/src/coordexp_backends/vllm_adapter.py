@@ -35,6 +35,13 @@ def create_llm(model: str, engine_kwargs: Mapping[str, Any]) -> Any:
     return LLM(model=model, **kwargs)
 
 
+def sleep_mode_platform() -> tuple[bool, str]:
+    """Whether vLLM's sleep mode exists on this machine's platform, and the platform name."""
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_sleep_mode_available()), str(current_platform.device_type)
+
+
 def repeat_terminate_arg(params: DecodeParams, eos_id: int) -> str | None:
     """The JSON value of `REPEAT_TERMINATE_ARG` for ``params`` (None when it is off)."""
     rt = params.repeat_terminate

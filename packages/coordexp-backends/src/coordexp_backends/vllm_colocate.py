@@ -9,6 +9,7 @@ from typing import Any
 from transformers import GenerationConfig
 
 from coordexp_backends import vllm_adapter as adapter
+from coordexp_backends.errors import RolloutError
 from coordexp_backends.prompts import (
     encode_text,
     finish_reason,
@@ -35,8 +36,11 @@ class VLLMColocateBackend:
         processor: tokenizer or multimodal processor used to template requests.
         decode_batch_size: requests per engine call.
         engine_kwargs: ``vllm.LLM`` keyword arguments (dtype, gpu_memory_utilization, …).
-        sleep_level: 0 (never sleep), 1 or 2.
+        sleep_level: 0 (never sleep), 1 or 2 (needs a platform with vLLM sleep mode).
         sync: how `sync_weights` treats adapters (see `SyncPlan`).
+
+    Raises:
+        RolloutError: ``sleep_level`` > 0 on a platform without sleep mode (CPU).
     """
 
     name = "vllm-colocate"
@@ -56,6 +60,13 @@ class VLLMColocateBackend:
         self.decode_batch_size = decode_batch_size
         self.sleep_level = sleep_level
         self.sync = sync or SyncPlan()
+        if sleep_level > 0:
+            available, platform = adapter.sleep_mode_platform()
+            if not available:
+                raise RolloutError(
+                    f"rollout_matching.vllm.sleep_level={sleep_level} needs vLLM's sleep mode, "
+                    f"which the {platform!r} platform does not have: set sleep_level: 0"
+                )
         self._tokenizer = tokenizer_of(processor)
         self._stop_ids = stop_token_ids(GenerationConfig.from_pretrained(model_path))
         self._model_path = model_path
