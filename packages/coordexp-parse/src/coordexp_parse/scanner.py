@@ -43,7 +43,9 @@ _FAST_ENTRY = (
 )
 
 #: Maps the character spans of an object's coord tokens to their token positions, or None
-#: when a coordinate is not exactly one coord token (token parses supply one).
+#: when a coordinate is not exactly one coord token (token parses supply one). The spans
+#: are those of one valid geometry value, in order: between them the text holds only JSON
+#: punctuation and whitespace.
 Locate: TypeAlias = Callable[[tuple[Span, ...]], tuple[int, ...] | None]
 
 
@@ -206,57 +208,79 @@ class _Scan:
         self.seen: set[int] = set()
         self.max_index: int | None = None
 
-    def fast_entry(self, pos: int) -> int | None:
-        """Record a canonically spelled valid entry at ``pos``; its end, or None if not one."""
-        text = self.text
-        for pattern in _FAST_ENTRY:
-            m = pattern.match(text, pos)
-            if m is not None:
-                break
-        else:
-            return None
-        digits, desc, kind_text, coords_text = m.group("n", "desc", "kind", "coords")
-        index = int(digits)
-        if "\\" in desc:
-            try:
-                desc = scanstring(text, m.start("desc"))[0]
-            except ValueError:
-                return None
-        tokens = coords_text[1:-1].split('", "')
-        n = len(tokens)
-        coords = tuple(map(_COORD_BINS.__getitem__, tokens))
-        kind = cast(GeometryKind, kind_text)
-        if (
-            index in self.seen
-            or not desc.strip()
-            or (n != 4 if kind == "bbox_2d" else n < 6 or n % 2 == 1)
-            or (kind == "bbox_2d" and (coords[2] < coords[0] or coords[3] < coords[1]))
-        ):
-            return None
-        spans = []
-        s = m.start("coords") + 1
-        for token in tokens:
-            e = s + len(token)
-            spans.append((s, e))
-            s = e + 4  # '", "'
-        coord_spans = tuple(spans)
-        positions = None
-        if self.locate is not None:
-            positions = self.locate(coord_spans)
-            if positions is None:
-                return None
-        if self.max_index is None or index > self.max_index:
-            self.max_index = index
-        self.seen.add(index)
-        end = m.end()
-        self.entries.append(Entry("object_" + digits, index, (pos, end), None, len(self.objects)))
-        value, desc_span = m.span("value"), m.span("desc")
-        self.objects.append(
-            ParsedObject(
-                index, desc, kind, coords, value, (pos, end), desc_span, coord_spans, positions
-            )
+    def fast_entries(self, pos: int) -> int | None:
+        """Record the run of canonically spelled valid entries starting at ``pos``.
+
+        Entries separated by exactly ``", "`` are consumed while each matches a fast
+        pattern and passes the checks; the first one that does not is left to the general
+        path. Returns the end of the last recorded entry, or None when none was.
+        """
+        text, seen, objects, entries, locate = (
+            self.text,
+            self.seen,
+            self.objects,
+            self.entries,
+            self.locate,
         )
-        return end
+        last = None
+        while True:
+            for pattern in _FAST_ENTRY:
+                m = pattern.match(text, pos)
+                if m is not None:
+                    break
+            else:
+                return last
+            digits, desc, kind, coords_text = m.group("n", "desc", "kind", "coords")
+            index = int(digits)
+            if "\\" in desc:
+                try:
+                    desc = scanstring(text, m.start("desc"))[0]
+                except ValueError:
+                    return last
+            tokens = coords_text[1:-1].split('", "')
+            n = len(tokens)
+            coords = tuple(map(_COORD_BINS.__getitem__, tokens))
+            if (
+                index in seen
+                or not desc.strip()
+                or (n != 4 if kind == "bbox_2d" else n < 6 or n % 2 == 1)
+                or (kind == "bbox_2d" and (coords[2] < coords[0] or coords[3] < coords[1]))
+            ):
+                return last
+            spans = []
+            s = m.start("coords") + 1
+            for token in tokens:
+                e = s + len(token)
+                spans.append((s, e))
+                s = e + 4  # '", "'
+            coord_spans = tuple(spans)
+            positions = None
+            if locate is not None:
+                positions = locate(coord_spans)
+                if positions is None:
+                    return last
+            if self.max_index is None or index > self.max_index:
+                self.max_index = index
+            seen.add(index)
+            end = m.end()
+            entries.append(Entry("object_" + digits, index, (pos, end), None, len(objects)))
+            objects.append(
+                ParsedObject(
+                    index,
+                    desc,
+                    cast(GeometryKind, kind),
+                    coords,
+                    m.span("value"),
+                    (pos, end),
+                    m.span("desc"),
+                    coord_spans,
+                    positions,
+                )
+            )
+            last = end
+            if not text.startswith(", ", end):
+                return last
+            pos = end + 2
 
     def add_entry(self, key: str, entry_start: int, vspan: Span, value: Any, decoded: bool) -> None:
         """Validate and record one complete entry (``decoded`` False: not valid JSON)."""
@@ -370,7 +394,7 @@ def scan_text(text: str, locate: Locate | None = None) -> RolloutParse:
             return scan.result("closed", cut)
         if c != '"':
             return scan.result("syntax_error", cut)
-        fast = scan.fast_entry(pos)
+        fast = scan.fast_entries(pos)
         end = _general_entry(scan, pos) if fast is None else fast
         if isinstance(end, str):
             return scan.result(end, cut)

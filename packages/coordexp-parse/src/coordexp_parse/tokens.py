@@ -12,8 +12,8 @@ from __future__ import annotations
 import weakref
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import replace
 from itertools import accumulate
+from operator import itemgetter
 from typing import Protocol
 
 from coordexp_parse.codec import all_coord_tokens
@@ -58,15 +58,22 @@ class TokenizerError(ValueError):
 
 
 class Alignment:
-    """Token ids with the text they decode to and each token's character span."""
+    """Token ids with the text they decode to and each token's character span.
 
-    __slots__ = ("ends", "ids", "starts", "text")
+    ``grouped`` is False when no byte pieces were grouped: then the spans tile the text,
+    each token starting where the previous one ends.
+    """
 
-    def __init__(self, ids: list[int], text: str, starts: list[int], ends: list[int]) -> None:
+    __slots__ = ("ends", "grouped", "ids", "starts", "text")
+
+    def __init__(
+        self, ids: list[int], text: str, starts: list[int], ends: list[int], grouped: bool
+    ) -> None:
         self.ids = ids
         self.text = text
         self.starts = starts
         self.ends = ends
+        self.grouped = grouped
 
     def spans(self, offset: int = 0) -> list[Span]:
         """The spans as (start, end) pairs, shifted by ``offset``."""
@@ -89,6 +96,7 @@ class RolloutParser:
     def __init__(self, tokenizer: TokenizerLike) -> None:
         self.tokenizer = tokenizer
         self._pieces: dict[int, str] = {}
+        self._lengths: dict[int, int] = {}  # len of each piece in _pieces
         self._partial: dict[int, str] = {}  # pieces that are only part of a character
         self._undecodable: set[int] = set()
         self._encoded: dict[str, tuple[int, ...]] = {}  # short texts (prefix cuts, "}")
@@ -104,6 +112,7 @@ class RolloutParser:
                 "tokenizer (e.g. `coordexp-train expand-vocab`) before parsing rollouts."
             )
         self._pieces.update(zip(ids, tokens, strict=True))
+        self._lengths.update(zip(ids, map(len, tokens), strict=True))
         self.coord_ids: tuple[int, ...] = tuple(ids)
         self.coord_id_set = frozenset(ids)
         end = self.encode(END_TOKEN)
@@ -147,12 +156,14 @@ class RolloutParser:
             piece = self.tokenizer.decode([token_id])
         except _DECODE_ERRORS:  # an id the tokenizer cannot decode is an empty piece
             self._pieces[token_id] = ""
+            self._lengths[token_id] = 0
             self._undecodable.add(token_id)
             return
         if _REPLACEMENT in piece:
             self._partial[token_id] = piece
         else:
             self._pieces[token_id] = piece
+            self._lengths[token_id] = len(piece)
 
     def _group(self, ids: list[int], i: int) -> tuple[int, str]:
         """End and text of the group starting at the partial token ``i``.
@@ -185,12 +196,16 @@ class RolloutParser:
         ids = list(token_ids)
         if ids and type(ids[0]) is not int:  # numpy / torch integers
             ids = list(map(int, ids))
-        pieces = list(map(self._pieces.get, ids))
-        if None not in pieces:
-            ends = list(accumulate(map(len, pieces)))  # type: ignore[arg-type]
-            starts = [0, *ends[:-1]] if ends else []
-            return Alignment(ids, "".join(pieces), starts, ends)  # type: ignore[arg-type]
-        return self._align_slow(ids)
+        if len(ids) < 2:
+            return self._align_slow(ids)
+        get = itemgetter(*ids)  # one C-level pass over the ids per table
+        try:
+            pieces: tuple[str, ...] = get(self._pieces)
+            lengths: tuple[int, ...] = get(self._lengths)
+        except KeyError:  # a partial piece, or an id not seen yet
+            return self._align_slow(ids)
+        ends = list(accumulate(lengths))
+        return Alignment(ids, "".join(pieces), [0, *ends[:-1]], ends, False)
 
     def _align_slow(self, ids: list[int]) -> Alignment:
         for t in ids:
@@ -200,6 +215,7 @@ class RolloutParser:
         parts: list[str] = []
         starts: list[int] = []
         ends: list[int] = []
+        grouped = False
         pos = 0
         i = 0
         n = len(ids)
@@ -208,18 +224,37 @@ class RolloutParser:
             j = i + 1
             if piece is None:
                 j, piece = self._group(ids, i)
+                grouped = grouped or j - i > 1
             parts.append(piece)
             starts.extend([pos] * (j - i))
             pos += len(piece)
             ends.extend([pos] * (j - i))
             i = j
-        return Alignment(ids, "".join(parts), starts, ends)
+        return Alignment(ids, "".join(parts), starts, ends, grouped)
 
     def _locator(self, al: Alignment) -> Locate:
         starts, ends, ids, coord_ids = al.starts, al.ends, al.ids, self.coord_id_set
         n = len(ids)
+        tiled = not al.grouped
 
         def locate(spans: tuple[Span, ...]) -> tuple[int, ...] | None:
+            # Common case, in one step: coord tokens at a constant stride (the tokens of
+            # the separators repeat), and the tokens from the first to the last tile the
+            # geometry from its first coord's start to its last coord's end. Coord pieces
+            # start with "<" and the geometry's only "<" are its coords' starts, so then
+            # each coord token sits exactly on its coord.
+            first = bisect_right(ends, spans[0][0])  # the first token ending after it
+            stride = bisect_right(ends, spans[1][0], first) - first if len(spans) > 1 else 1
+            last = first + stride * (len(spans) - 1)
+            if (
+                tiled
+                and stride > 0
+                and last < n
+                and starts[first] == spans[0][0]
+                and ends[last] == spans[-1][1]
+                and coord_ids.issuperset(ids[first : last + 1 : stride])
+            ):
+                return tuple(range(first, last + 1, stride))
             positions = []
             for s, e in spans:
                 t = bisect_right(ends, s)  # the first token ending after s (skips empty pieces)
@@ -256,11 +291,17 @@ class RolloutParser:
                 ids += tail.ids
                 starts += [s + start for s in tail.starts]
                 ends += [e + start for e in tail.ends]
-        return replace(
-            result,
-            prefix_token_ids=tuple(ids),
-            prefix_token_starts=tuple(starts),
-            prefix_token_ends=tuple(ends),
+        return RolloutParse(
+            result.text,
+            result.objects,
+            result.entries,
+            result.dropped,
+            result.ending,
+            result.prefix_text,
+            result.max_object_index,
+            tuple(ids),
+            tuple(starts),
+            tuple(ends),
         )
 
 

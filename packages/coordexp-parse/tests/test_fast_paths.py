@@ -1,0 +1,157 @@
+"""The fast paths (canonical entry runs, table alignment, stride coord location) are exact.
+
+Each property parses random answers (valid, invalid and malformed entries, any
+truncation) twice: as shipped, and with every fast path turned off (no canonical entry
+patterns, byte-group alignment for every token, coord tokens located one by one). The
+two results must be equal in every field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from coordexp_parse_testing import ByteTokenizer, det_objects, hf_tokenizer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coordexp_parse import (
+    Alignment,
+    DetObject,
+    RolloutParse,
+    RolloutParser,
+    parse_rollout,
+    parse_text,
+    render_objects,
+    scanner,
+)
+
+HF: Any = hf_tokenizer()
+FAKE = ByteTokenizer()
+OBJECT = DetObject("black cat", "bbox_2d", (110, 310, 410, 705))
+
+BOX = '["<|coord_1|>", "<|coord_2|>", "<|coord_3|>", "<|coord_4|>"]'
+# Values the general path must judge: dropped ones, some canonical until a late
+# character, and valid ones that are not spelled canonically.
+ODD_VALUES = [
+    '{"desc": "x", "bbox_2d": ["<|coord_5|>", "<|coord_1|>", "<|coord_2|>", "<|coord_3|>"]}',
+    '{"desc": "x", "bbox_2d": ["<|coord_1|>", "<|coord_2|>", "<|coord_3|>"]}',
+    '{"desc": "x", "bbox_2d": [1, 2, 3, 4]}',
+    '{"desc": "x", "bbox_2d": ["\\u003c|coord_1|>", "<|coord_2|>", "<|coord_3|>", "<|coord_4|>"]}',
+    '{"desc": "x", "bbox_2d": ["<|coord_01|>", "<|coord_2|>", "<|coord_3|>", "<|coord_4|>"]}',
+    f'{{"desc": "x", "bbox_2d": {BOX}, "a": 1}}',
+    f'{{"desc": "  ", "bbox_2d": {BOX}}}',
+    f'{{"bbox_2d": {BOX}}}',
+    f'{{"desc": "x", "bbox": {BOX}}}',
+    f'{{"desc": "x", "poly": {BOX}}}',
+    f'{{"desc": "x", "desc": "y", "bbox_2d": {BOX}}}',
+    '{"desc": "x"}',
+    '{"desc": x}',
+    "null",
+    "[]",
+    '{"desc":"x","bbox_2d":["<|coord_1|>","<|coord_2|>","<|coord_3|>","<|coord_4|>"]}',
+    '{"desc": "x", "poly": [["<|coord_1|>", "<|coord_2|>"], ["<|coord_3|>", "<|coord_4|>"],'
+    ' ["<|coord_5|>", "<|coord_6|>"]]}',
+    f'{{"desc": "a \\"<|coord_7|>\\" \\u00e9", "bbox_2d": {BOX}}}',
+    f'{{"desc": "<|coord_7|>", "bbox_2d": {BOX}}}',
+    f'{{"bbox_2d": {BOX}, "desc": "<|coord_7|>"}}',
+    '{ "desc" : "x" , "bbox_2d" : [ "<|coord_1|>" , "<|coord_2|>" , "<|coord_3|>" ,'
+    ' "<|coord_4|>" ] }',
+]
+KEYS = st.one_of(
+    st.integers(1, 6).map(lambda k: f"object_{k}"),
+    st.sampled_from(["object_0", "object_01", "obj", "object_x"]),
+)
+SEPARATORS = st.sampled_from([", ", ", ", ", ", ",", " , ", ",\n", " ", ", , "])
+
+
+def canonical_value(desc_and_geometry: Any, order: str) -> str:
+    """The value text of one object as ``render_objects`` spells it."""
+    text = render_objects([desc_and_geometry], field_order=order)  # type: ignore[arg-type]
+    return text[len('{"object_1": ') : -1]
+
+
+@st.composite
+def answers(draw: st.DrawFn) -> str:
+    """Answer text with valid, invalid and malformed entries, maybe closed and ended."""
+    parts = []
+    for _ in range(draw(st.integers(0, 6))):
+        if draw(st.booleans()):
+            order = draw(st.sampled_from(["desc_first", "geometry_first"]))
+            value = canonical_value(draw(det_objects()), order)
+        else:
+            value = draw(st.sampled_from(ODD_VALUES))
+        parts.append(f'"{draw(KEYS)}": {value}')
+        parts.append(draw(SEPARATORS))
+    body = "".join(parts[:-1])
+    head = draw(st.sampled_from(["{", "{", "pre {", " { "]))
+    tail = draw(st.sampled_from(["}", "}<|im_end|>", "}} trailing", ""]))
+    return head + body + tail
+
+
+def exact_align(self: RolloutParser, token_ids: Sequence[int]) -> Alignment:
+    """Byte-group alignment for every token; ``grouped`` turns off the stride locator."""
+    al = self._align_slow([int(t) for t in token_ids])
+    al.grouped = True
+    return al
+
+
+def exact_rollout_parse(ids: list[int], tokenizer: Any) -> RolloutParse:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(scanner, "_FAST_ENTRY", ())
+        mp.setattr(RolloutParser, "align", exact_align)
+        return parse_rollout(ids, tokenizer)
+
+
+@settings(max_examples=200, deadline=None)
+@given(answers(), st.data())
+def test_text_fast_path_equals_the_exact_scanner(text: str, data: st.DataObject) -> None:
+    text = text[: data.draw(st.integers(0, len(text)))]
+    fast = parse_text(text)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(scanner, "_FAST_ENTRY", ())
+        exact = parse_text(text)
+    assert fast == exact
+
+
+@settings(max_examples=150, deadline=None)
+@given(answers(), st.data())
+def test_token_fast_paths_equal_the_exact_parse_on_the_byte_tokenizer(
+    text: str, data: st.DataObject
+) -> None:
+    ids = FAKE.encode(text)
+    ids = ids[: data.draw(st.integers(0, len(ids)))]
+    assert parse_rollout(ids, FAKE) == exact_rollout_parse(ids, FAKE)
+
+
+@settings(max_examples=60, deadline=None)
+@given(answers(), st.data())
+def test_token_fast_paths_equal_the_exact_parse_on_the_real_tokenizer(
+    text: str, data: st.DataObject
+) -> None:
+    ids = list(HF.encode(text, add_special_tokens=False))
+    ids = ids[: data.draw(st.integers(0, len(ids)))]
+    assert parse_rollout(ids, HF) == exact_rollout_parse(ids, HF)
+
+
+def test_canonical_entries_take_the_fast_path_and_the_exact_parse_does_not() -> None:
+    """Guards the properties above: they compare two different code paths."""
+    objects = [OBJECT, DetObject("tree", "poly", (1, 2, 30, 4, 5, 60))]
+    text = render_objects(objects) + "<|im_end|>"
+    ids = FAKE.encode(text)
+    general: list[int] = []
+    original = scanner._general_entry
+
+    def counting(scan: Any, pos: int) -> Any:
+        general.append(pos)
+        return original(scan, pos)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(scanner, "_general_entry", counting)
+        fast = parse_rollout(ids, FAKE)
+        assert general == []
+        exact = exact_rollout_parse(ids, FAKE)
+        assert len(general) == 2
+    assert len(fast.objects) == 2
+    assert fast == exact
