@@ -124,13 +124,23 @@ def test_model_directory_without_config_is_refused(
     assert "model.model" in capsys.readouterr().err
 
 
-def test_model_without_coord_tokens_points_at_expand_vocab(
+def test_model_without_coord_tokens_points_at_expand_vocab_which_fixes_it(
     root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stock = root / "stock"
     build_tiny_model(BUILTIN_SPECS["tiny-qwen3-vl"], stock, coord_token_mode=None)
     assert _run(_write(root, "stock", model__model=str(stock))) == 1
     assert "coordexp-train expand-vocab" in capsys.readouterr().err
+
+    expanded = root / "expanded"
+    assert main(["expand-vocab", "--src", str(stock), "--dst", str(expanded)]) == 0
+    assert f"set model.model: {expanded}" in capsys.readouterr().out
+    assert _run(_write(root, "expanded", model__model=str(expanded))) == 0
+    assert "Training finished." in capsys.readouterr().out
+
+    # a second expansion into the same (now non-empty) folder is refused
+    assert main(["expand-vocab", "--src", str(stock), "--dst", str(expanded)]) == 1
+    assert str(expanded) in capsys.readouterr().err
 
 
 def test_undecodable_image_names_the_record(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
