@@ -96,7 +96,6 @@ class RolloutParser:
     def __init__(self, tokenizer: TokenizerLike) -> None:
         self.tokenizer = tokenizer
         self._pieces: dict[int, str] = {}
-        self._lengths: dict[int, int] = {}  # len of each piece in _pieces
         self._partial: dict[int, str] = {}  # pieces that are only part of a character
         self._undecodable: set[int] = set()
         self._encoded: dict[str, tuple[int, ...]] = {}  # short texts (prefix cuts, "}")
@@ -112,7 +111,6 @@ class RolloutParser:
                 "tokenizer (e.g. `coordexp-train expand-vocab`) before parsing rollouts."
             )
         self._pieces.update(zip(ids, tokens, strict=True))
-        self._lengths.update(zip(ids, map(len, tokens), strict=True))
         self.coord_ids: tuple[int, ...] = tuple(ids)
         self.coord_id_set = frozenset(ids)
         end = self.encode(END_TOKEN)
@@ -156,14 +154,12 @@ class RolloutParser:
             piece = self.tokenizer.decode([token_id])
         except _DECODE_ERRORS:  # an id the tokenizer cannot decode is an empty piece
             self._pieces[token_id] = ""
-            self._lengths[token_id] = 0
             self._undecodable.add(token_id)
             return
         if _REPLACEMENT in piece:
             self._partial[token_id] = piece
         else:
             self._pieces[token_id] = piece
-            self._lengths[token_id] = len(piece)
 
     def _group(self, ids: list[int], i: int) -> tuple[int, str]:
         """End and text of the group starting at the partial token ``i``.
@@ -198,13 +194,11 @@ class RolloutParser:
             ids = list(map(int, ids))
         if len(ids) < 2:
             return self._align_slow(ids)
-        get = itemgetter(*ids)  # one C-level pass over the ids per table
-        try:
-            pieces: tuple[str, ...] = get(self._pieces)
-            lengths: tuple[int, ...] = get(self._lengths)
+        try:  # one C-level pass over the ids
+            pieces: tuple[str, ...] = itemgetter(*ids)(self._pieces)
         except KeyError:  # a partial piece, or an id not seen yet
             return self._align_slow(ids)
-        ends = list(accumulate(lengths))
+        ends = list(accumulate(map(len, pieces)))
         return Alignment(ids, "".join(pieces), [0, *ends[:-1]], ends, False)
 
     def _align_slow(self, ids: list[int]) -> Alignment:
