@@ -5,10 +5,12 @@ Run from the repository root:
     uv run python packages/coordexp-match/benchmarks/bench_match.py
 
 Scenes are seeded: ground truth scattered over the image, predictions = most GTs
-jittered plus random false positives. Both sides solve the same augmented assignment
-(gate 0.3, fp/fn cost 1); the baseline differs only in how it fills the IoU matrix: a
-Python loop over pairs (bbox), or rasterising both polygons for every pair (poly). The
-two must reach the same objective; the script checks it.
+jittered plus random false positives (gate 0.3, fp/fn cost 1). The baseline is the
+straightforward formulation: IoU filled by a Python loop over pairs (bbox), or by
+rasterising both polygons for every pair (poly), then one plain (n + m) × (n + m)
+augmented matrix for ``linear_sum_assignment``. ``match`` solves the equivalent n × m
+gain matrix instead (see ``coordexp_match.assignment.assign``). The two must reach the
+same objective; the script checks it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Candidates (gate, top-k with ties kept) and the augmented-matrix assignment."""
+"""Candidates (gate, top-k with ties kept) and the exact n × m assignment."""
 
 from __future__ import annotations
 
@@ -46,3 +46,29 @@ def test_rows_and_columns_without_candidates_stay_unmatched() -> None:
     iou = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.8], [0.0, 0.9, 0.7]])
     assert assign(iou, iou >= 0.5, 1.0, 1.0) == [(1, 2), (2, 1)]
     assert assign(iou, np.zeros_like(iou, dtype=bool), 1.0, 1.0) == []
+
+
+def test_a_pair_not_worth_matching_never_displaces_a_useful_one() -> None:
+    # fp = fn = 0.25: a pair is worth matching only when IoU > 0.5. Pred 1's only
+    # overlap (0.45) is not; if it entered the solver at its negative gain, the full
+    # assignment {(0, 1), (1, 0)} (gain 0.3 − 0.05) would beat {(0, 0), (1, 1)}
+    # (0.4 − 0.5) and cost pred 0 its better GT.
+    iou = np.array([[0.9, 0.8], [0.45, 0.0]])
+    allowed = np.ones((2, 2), dtype=bool)
+    assert assign(iou, allowed, 0.25, 0.25) == [(0, 0)]
+
+
+def test_a_pair_costing_exactly_as_much_as_leaving_both_unmatched_is_not_taken() -> None:
+    iou = np.array([[0.5, 0.0], [0.0, 0.75]])
+    allowed = np.ones((2, 2), dtype=bool)
+    assert assign(iou, allowed, 0.25, 0.25) == [(1, 1)]  # 1 − 0.5 == 0.25 + 0.25: a tie
+    assert assign(iou, allowed, 0.25, 0.375) == [(0, 0), (1, 1)]
+    # With nothing to pay for unmatched objects, no pair can lower the objective.
+    assert assign(np.ones((2, 2)), allowed, 0.0, 0.0) == []
+
+
+def test_more_rows_than_columns_and_the_reverse() -> None:
+    iou = np.array([[0.2, 0.9], [0.8, 0.1], [0.7, 0.6]])
+    allowed = iou >= 0.5
+    assert assign(iou, allowed, 1.0, 1.0) == [(0, 1), (1, 0)]
+    assert assign(iou.T.copy(), allowed.T.copy(), 1.0, 1.0) == [(0, 1), (1, 0)]

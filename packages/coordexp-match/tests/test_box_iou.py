@@ -91,3 +91,16 @@ def test_iou_is_in_unit_interval_and_symmetric_for_any_boxes(
     assert not np.isnan(iou).any()
     assert ((iou >= 0) & (iou <= 1)).all()
     np.testing.assert_array_equal(iou, iou_matrix(gts, preds).T)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(boxes(), min_size=1, max_size=6), st.lists(boxes(), min_size=1, max_size=6))
+def test_detobjects_and_plain_objects_give_bit_identical_iou(
+    preds: list[DetObject], gts: list[DetObject]
+) -> None:
+    # DetObjects take the unclipped integer path; plain objects are clipped as floats.
+    plain_preds = [Box(*map(float, p.coords)) for p in preds]
+    plain_gts = [Box(*map(float, g.coords)) for g in gts]
+    expected = iou_matrix(preds, gts)
+    np.testing.assert_array_equal(iou_matrix(plain_preds, plain_gts), expected)
+    np.testing.assert_array_equal(iou_matrix(preds, plain_gts), expected)

@@ -132,10 +132,13 @@ def match(
     matchings, where a pair is allowed only if IoU >= ``gate`` and the GT is among the
     pred's ``top_k`` best by IoU (ties at the k-th place all kept). IoU is
     ``iou_matrix``'s (exact for two bboxes, mask IoU on a ``resolution``² canvas when a
-    polygon is involved). Solved exactly by scipy's ``linear_sum_assignment`` on an
-    augmented matrix (see ``assignment.assign``). The ``desc`` of objects plays no part.
+    polygon is involved). Solved exactly by scipy's ``linear_sum_assignment`` on the
+    n × m matrix of matching gains (proof in ``assignment.assign``). The ``desc`` of
+    objects plays no part.
 
-    Ties and determinism: the result is a pure function of the inputs. Objects are solved
+    Ties and determinism: a pair is matched only if it strictly lowers the objective
+    (1 − IoU < fp_cost + fn_cost), so with fp_cost = fn_cost = 0 nothing is matched.
+    The result is a pure function of the inputs. Objects are solved
     in a canonical order (by kind, then coordinates), so permuting ``preds`` or ``gts``
     permutes the result accordingly, equally good assignments included. Identical objects
     (same kind and coordinates) are interchangeable; among them the lower indices are
