@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from coordexp_parse_testing import ByteTokenizer, det_objects, hf_tokenizer
+from coordexp_parse_testing import ByteTokenizer, bins, det_objects, hf_tokenizer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +21,7 @@ from coordexp_parse import (
     DetObject,
     RolloutParse,
     RolloutParser,
+    coord_token,
     parse_rollout,
     parse_text,
     render_objects,
@@ -36,6 +37,7 @@ BOX = '["<|coord_1|>", "<|coord_2|>", "<|coord_3|>", "<|coord_4|>"]'
 # character, and valid ones that are not spelled canonically.
 ODD_VALUES = [
     '{"desc": "x", "bbox_2d": ["<|coord_5|>", "<|coord_1|>", "<|coord_2|>", "<|coord_3|>"]}',
+    '{"desc": "x", "bbox_2d": ["<|coord_1|>", "<|coord_5|>", "<|coord_2|>", "<|coord_3|>"]}',
     '{"desc": "x", "bbox_2d": ["<|coord_1|>", "<|coord_2|>", "<|coord_3|>"]}',
     '{"desc": "x", "bbox_2d": [1, 2, 3, 4]}',
     '{"desc": "x", "bbox_2d": ["\\u003c|coord_1|>", "<|coord_2|>", "<|coord_3|>", "<|coord_4|>"]}',
@@ -77,9 +79,15 @@ def answers(draw: st.DrawFn) -> str:
     """Answer text with valid, invalid and malformed entries, maybe closed and ended."""
     parts = []
     for _ in range(draw(st.integers(0, 6))):
-        if draw(st.booleans()):
+        choice = draw(st.sampled_from(["valid", "any_bins", "odd"]))
+        if choice == "valid":
             order = draw(st.sampled_from(["desc_first", "geometry_first"]))
             value = canonical_value(draw(det_objects()), order)
+        elif choice == "any_bins":  # canonical spelling, bbox maybe inverted
+            coords = ", ".join(
+                f'"{coord_token(k)}"' for k in draw(st.lists(bins, min_size=4, max_size=4))
+            )
+            value = f'{{"desc": "x", "bbox_2d": [{coords}]}}'
         else:
             value = draw(st.sampled_from(ODD_VALUES))
         parts.append(f'"{draw(KEYS)}": {value}')

@@ -31,15 +31,19 @@ _VALID_OBJECT_KEY = re.compile(r"object_[1-9][0-9]*")
 _COORD_BINS: dict[str, int] = {f"<|coord_{k}|>": k for k in range(MAX_BIN + 1)}
 
 # Fast path: one valid entry spelled canonically (as ``render_objects`` writes it), in
-# either field order, matched at the key's opening quote. Anything else, or anything the
-# checks after the match reject, takes the general path, which decides the drop reason.
-_Q_COORD = r'"<\|coord_(?:0|[1-9][0-9]{0,2})\|>"'
-_GEOM = r'"(?P<kind>bbox_2d|poly)": \[(?P<coords>' + _Q_COORD + "(?:, " + _Q_COORD + r")*)\]"
+# either field order, matched at the key's opening quote: a bbox with a group per coord
+# token, or a poly with its coord list as one group. Anything else, or anything the checks
+# after the match reject, takes the general path, which decides the drop reason.
+_COORD = r"<\|coord_(?:0|[1-9][0-9]{0,2})\|>"
+_POLY = r'"poly": \[(?P<coords>"' + _COORD + '"(?:, "' + _COORD + r'")*)\]'
+_BBOX = r'"bbox_2d": \[' + ", ".join(f'"(?P<c{i}>{_COORD})"' for i in range(4)) + r"\]"
 _DESC = r'"desc": "(?P<desc>(?:[^"\\\x00-\x1f]|\\.)*)"'
 _KEY = r'"object_(?P<n>[1-9][0-9]*)": '
-_FAST_ENTRY = (
-    re.compile(_KEY + r"(?P<value>\{" + _DESC + ", " + _GEOM + r"\})"),
-    re.compile(_KEY + r"(?P<value>\{" + _GEOM + ", " + _DESC + r"\})"),
+_FAST_ENTRY: tuple[tuple[re.Pattern[str], GeometryKind], ...] = (
+    (re.compile(_KEY + r"(?P<value>\{" + _DESC + ", " + _BBOX + r"\})"), "bbox_2d"),
+    (re.compile(_KEY + r"(?P<value>\{" + _BBOX + ", " + _DESC + r"\})"), "bbox_2d"),
+    (re.compile(_KEY + r"(?P<value>\{" + _DESC + ", " + _POLY + r"\})"), "poly"),
+    (re.compile(_KEY + r"(?P<value>\{" + _POLY + ", " + _DESC + r"\})"), "poly"),
 )
 
 #: Maps the character spans of an object's coord tokens to their token positions, or None
@@ -196,6 +200,28 @@ def _valid_object(
     )
 
 
+def _fast_geometry(
+    m: re.Match[str], kind: GeometryKind
+) -> tuple[tuple[int, ...], tuple[Span, ...]] | None:
+    """Bins and coord-token spans of a fast-path match; None when the geometry is invalid."""
+    if kind == "bbox_2d":
+        c0, c1, c2, c3 = m.group("c0", "c1", "c2", "c3")
+        coords = (_COORD_BINS[c0], _COORD_BINS[c1], _COORD_BINS[c2], _COORD_BINS[c3])
+        if coords[2] < coords[0] or coords[3] < coords[1]:
+            return None
+        return coords, (m.span("c0"), m.span("c1"), m.span("c2"), m.span("c3"))
+    tokens = m.group("coords")[1:-1].split('", "')
+    if len(tokens) < 6 or len(tokens) % 2 == 1:
+        return None
+    spans = []
+    s = m.start("coords") + 1
+    for token in tokens:
+        e = s + len(token)
+        spans.append((s, e))
+        s = e + 4  # '", "'
+    return tuple(map(_COORD_BINS.__getitem__, tokens)), tuple(spans)
+
+
 class _Scan:
     """Mutable state of one scan; ``result`` builds the immutable parse."""
 
@@ -223,37 +249,31 @@ class _Scan:
             self.locate,
         )
         last = None
+        kind: GeometryKind
+        patterns = _FAST_ENTRY
         while True:
-            for pattern in _FAST_ENTRY:
+            for pattern, geometry in patterns:
                 m = pattern.match(text, pos)
                 if m is not None:
+                    kind = geometry
                     break
             else:
                 return last
-            digits, desc, kind, coords_text = m.group("n", "desc", "kind", "coords")
+            if patterns[0][0] is not pattern:  # answers repeat one spelling: try it first
+                patterns = ((pattern, kind), *_FAST_ENTRY)
+            digits, desc = m.group("n", "desc")
             index = int(digits)
             if "\\" in desc:
                 try:
                     desc = scanstring(text, m.start("desc"))[0]
                 except ValueError:
                     return last
-            tokens = coords_text[1:-1].split('", "')
-            n = len(tokens)
-            coords = tuple(map(_COORD_BINS.__getitem__, tokens))
-            if (
-                index in seen
-                or not desc.strip()
-                or (n != 4 if kind == "bbox_2d" else n < 6 or n % 2 == 1)
-                or (kind == "bbox_2d" and (coords[2] < coords[0] or coords[3] < coords[1]))
-            ):
+            if index in seen or not desc.strip():
                 return last
-            spans = []
-            s = m.start("coords") + 1
-            for token in tokens:
-                e = s + len(token)
-                spans.append((s, e))
-                s = e + 4  # '", "'
-            coord_spans = tuple(spans)
+            geometry_parts = _fast_geometry(m, kind)
+            if geometry_parts is None:
+                return last
+            coords, coord_spans = geometry_parts
             positions = None
             if locate is not None:
                 positions = locate(coord_spans)
@@ -268,7 +288,7 @@ class _Scan:
                 ParsedObject(
                     index,
                     desc,
-                    cast(GeometryKind, kind),
+                    kind,
                     coords,
                     m.span("value"),
                     (pos, end),
