@@ -109,41 +109,40 @@ class Shapes:
         coords: each object's coordinates (a DetObject's ints, otherwise floats).
         is_poly: (n,) whether each object is a polygon (otherwise a bbox).
         has_poly: whether any object is a polygon.
-        in_image: whether every coordinate is known to lie in the image square (true
-            for DetObjects: ints in 0..999).
+        small_ints: whether every coordinate is an int in 0..999 (all DetObjects).
         boxes: (n, 4) ``x1, y1, x2, y2`` of each bbox, a polygon's row zeros; int64 when
             every object is a DetObject and a bbox, float64 otherwise (exact either way).
     """
 
-    __slots__ = ("boxes", "coords", "has_poly", "in_image", "is_poly")
+    __slots__ = ("boxes", "coords", "has_poly", "is_poly", "small_ints")
 
     def __init__(
         self,
         coords: list[tuple[float, ...]],
         is_poly: BoolArray,
         has_poly: bool,
-        in_image: bool,
+        small_ints: bool,
         boxes: BoxArray,
     ) -> None:
         self.coords = coords
         self.is_poly = is_poly
         self.has_poly = has_poly
-        self.in_image = in_image
+        self.small_ints = small_ints
         self.boxes = boxes
 
     @classmethod
-    def of(cls, kinds: list[str], coords: list[tuple[float, ...]], in_image: bool) -> Shapes:
-        """Shapes from validated kinds and coordinates; ``in_image``: all are DetObjects'."""
+    def of(cls, kinds: list[str], coords: list[tuple[float, ...]], small_ints: bool) -> Shapes:
+        """Shapes from validated kinds and coordinates (``small_ints``: see the class)."""
         n = len(coords)
         if "poly" not in kinds:
-            dtype = np.int64 if in_image else np.float64
+            dtype = np.int64 if small_ints else np.float64
             flat = np.fromiter(chain.from_iterable(coords), dtype, 4 * n)
-            return cls(coords, np.zeros(n, dtype=np.bool_), False, in_image, flat.reshape(n, 4))
+            return cls(coords, np.zeros(n, dtype=np.bool_), False, small_ints, flat.reshape(n, 4))
         is_poly = np.array([k == "poly" for k in kinds], dtype=np.bool_)
         boxes = np.zeros((n, 4), dtype=np.float64)
         box_coords = [c for c, k in zip(coords, kinds, strict=True) if k != "poly"]
         boxes[~is_poly] = np.array(box_coords, dtype=np.float64).reshape(-1, 4)
-        return cls(coords, is_poly, True, in_image, boxes)
+        return cls(coords, is_poly, True, small_ints, boxes)
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -156,7 +155,7 @@ class Shapes:
         coords = self.coords
         picked = [coords[i] for i in order.tolist()]
         is_poly = self.is_poly[order] if self.has_poly else self.is_poly
-        return Shapes(picked, is_poly, self.has_poly, self.in_image, self.boxes[order])
+        return Shapes(picked, is_poly, self.has_poly, self.small_ints, self.boxes[order])
 
 
 def read_shapes(objects: Sequence[Geometry], name: str) -> Shapes:
@@ -177,7 +176,7 @@ def read_shapes(objects: Sequence[Geometry], name: str) -> Shapes:
     """
     if set(map(type, objects)) <= {DetObject}:
         dets: Sequence[DetObject] = objects  # type: ignore[assignment]
-        return Shapes.of([o.kind for o in dets], [o.coords for o in dets], in_image=True)
+        return Shapes.of([o.kind for o in dets], [o.coords for o in dets], small_ints=True)
     kinds: list[str] = []
     coords: list[tuple[float, ...]] = []
     for i, obj in enumerate(objects):
@@ -197,4 +196,4 @@ def read_shapes(objects: Sequence[Geometry], name: str) -> Shapes:
             raise ValueError(f"{name}[{i}]: {problem}; fix or drop this object before matching")
         kinds.append(kind)
         coords.append(tuple(float(v) for v in values))
-    return Shapes.of(kinds, coords, in_image=False)
+    return Shapes.of(kinds, coords, small_ints=False)

@@ -64,14 +64,14 @@ def shape_iou(preds: Shapes, gts: Shapes, resolution: int) -> FloatArray:
     if n == 0 or m == 0:
         return np.zeros((n, m), dtype=np.float64)
     pred_poly, gt_poly = preds.is_poly, gts.is_poly
-    clip = not (preds.in_image and gts.in_image)
+    small_ints = preds.small_ints and gts.small_ints
     if not (preds.has_poly or gts.has_poly):
-        iou = box_iou(preds.boxes, gts.boxes, clip=clip)
+        iou = box_iou(preds.boxes, gts.boxes, small_ints=small_ints)
     else:
         iou = np.zeros((n, m), dtype=np.float64)
         pb, gb = np.flatnonzero(~pred_poly), np.flatnonzero(~gt_poly)
         if pb.size and gb.size:
-            iou[np.ix_(pb, gb)] = box_iou(preds.boxes[pb], gts.boxes[gb], clip=clip)
+            iou[np.ix_(pb, gb)] = box_iou(preds.boxes[pb], gts.boxes[gb], small_ints=small_ints)
         # A pred needs a mask when it is a polygon or meets a polygon GT; likewise a GT.
         pm = np.flatnonzero(pred_poly | gts.has_poly)
         gm = np.flatnonzero(gt_poly | preds.has_poly)
