@@ -11,14 +11,9 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from coordexp_backends.errors import RolloutError
-from coordexp_backends.prompts import (
-    finish_reason,
-    make_detector,
-    prompt_text,
-    stop_token_ids,
-    tokenizer_of,
-)
+from coordexp_backends.prompts import make_detector, prompt_text, stop_token_ids, tokenizer_of
 from coordexp_backends.repeat_terminate import RepeatTerminate
+from coordexp_backends.responses import EngineAnswer, make_rollouts
 from coordexp_backends.rollout import DecodeParams, Rollout, RolloutRequest, Timings
 
 
@@ -149,24 +144,20 @@ class HFBackend:
         elapsed = time.perf_counter() - start
         timings = Timings(generate_s=elapsed, batch_size=len(batch))
         mask = inputs["attention_mask"].bool()
-        rollouts = []
-        for row, request in enumerate(batch):
+        answers: list[EngineAnswer] = []
+        for row in range(len(batch)):
             prompt = inputs["input_ids"][row][mask[row]].tolist()
             response = _until_stop(sequences[row, prompt_len:].tolist(), self._stop_ids)
-            rollouts.append(
-                Rollout(
-                    request_id=request.request_id,
-                    prompt_token_ids=tuple(prompt),
-                    response_token_ids=tuple(response),
-                    response_text=self._tokenizer.decode(response, skip_special_tokens=False),
-                    finish_reason=finish_reason(
-                        response, self._stop_ids, params.max_new_tokens, detectors[row]
-                    ),
-                    backend=self.name,
-                    timings=timings,
-                )
-            )
-        return rollouts
+            answers.append((prompt, response, None))
+        return make_rollouts(
+            batch,
+            answers,
+            params,
+            stop_ids=self._stop_ids,
+            tokenizer=self._tokenizer,
+            backend=self.name,
+            timings=timings,
+        )
 
     def sync_weights(self, model: Any) -> None:
         """Adopt ``model`` (the HF backend runs on the training model: no copy is made)."""

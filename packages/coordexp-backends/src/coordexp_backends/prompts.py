@@ -6,11 +6,11 @@ generation prompt, so the prompt token ids are identical whichever engine runs i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from coordexp_backends.repeat_terminate import RepeatTerminate
-from coordexp_backends.rollout import DecodeParams, FinishReason, RolloutRequest
+from coordexp_backends.rollout import DecodeParams, RolloutRequest
 
 
 def tokenizer_of(processor: Any) -> Any:
@@ -85,24 +85,3 @@ def make_detector(params: DecodeParams, tokenizer: Any) -> RepeatTerminate | Non
     if params.repeat_terminate is None:
         return None
     return RepeatTerminate(params.repeat_terminate, token_text_fn(tokenizer))
-
-
-def finish_reason(
-    response_ids: Sequence[int],
-    stop_ids: Sequence[int],
-    max_new_tokens: int,
-    detector: RepeatTerminate | None,
-) -> FinishReason:
-    """Finish reason of an untrimmed response, the same rule for every backend.
-
-    ``repeat_terminated`` when the detector fires on the response (the backend then forced
-    the end-of-sequence token), else ``stop`` when it ends with a stop id, else ``length``
-    when it has ``max_new_tokens`` tokens, else ``error`` (the engine ended it otherwise).
-    """
-    if detector is not None and detector.check(response_ids) is not None:
-        return "repeat_terminated"
-    if response_ids and response_ids[-1] in stop_ids:
-        return "stop"
-    if len(response_ids) >= max_new_tokens:
-        return "length"
-    return "error"

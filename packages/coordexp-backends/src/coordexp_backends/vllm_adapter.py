@@ -13,10 +13,11 @@ import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 
 import torch
 
+from coordexp_backends.responses import EngineAnswer
 from coordexp_backends.rollout import DecodeParams
 
 REPEAT_TERMINATE_ARG = "coordexp_repeat_terminate"
@@ -100,8 +101,8 @@ def llm_generate(llm: Any, prompts: list[Any], sampling: list[Any]) -> list[Any]
     return list(llm.generate(prompts, sampling, use_tqdm=False))
 
 
-def output_fields(output: Any) -> tuple[list[int], list[int], str | None]:
-    """``(prompt ids, response ids, vLLM finish reason)`` of one ``RequestOutput``."""
+def output_fields(output: Any) -> EngineAnswer:
+    """The `EngineAnswer` (prompt ids, response ids, vLLM finish reason) of a ``RequestOutput``."""
     completion = output.outputs[0]
     return list(output.prompt_token_ids), list(completion.token_ids), completion.finish_reason
 
@@ -205,27 +206,11 @@ def completion_body(
     seed: int | None,
 ) -> dict[str, Any]:
     """A ``/v1/completions`` body for token-id prompts returning exact token ids."""
-    body: dict[str, Any] = {
-        "model": model,
-        "prompt": prompt_ids,
-        **sampling_fields(params, stop_ids),
-        "return_token_ids": True,
-        "stream": False,
-    }
-    if seed is not None:
-        body["seed"] = seed
-    extra = repeat_terminate_arg(params, stop_ids[0])
-    if extra is not None:
-        body["vllm_xargs"] = {REPEAT_TERMINATE_ARG: extra}
-    return body
+    return _request_body(model, {"prompt": prompt_ids}, params, stop_ids, seed)
 
 
-Choice: TypeAlias = tuple[list[int], list[int], str | None]
-"""``(prompt ids, response ids, vLLM finish reason)`` of one answered prompt."""
-
-
-def completion_choices(body: Mapping[str, Any]) -> list[Choice]:
-    """One `Choice` per prompt of a ``/v1/completions`` response, in prompt order."""
+def completion_choices(body: Mapping[str, Any]) -> list[EngineAnswer]:
+    """One `EngineAnswer` per prompt of a ``/v1/completions`` response, in prompt order."""
     choices = sorted(body["choices"], key=lambda c: int(c["index"]))
     return [
         (list(c["prompt_token_ids"]), list(c["token_ids"]), c.get("finish_reason")) for c in choices
@@ -270,11 +255,25 @@ def chat_body(
     seed: int | None,
 ) -> dict[str, Any]:
     """A ``/v1/chat/completions`` body (the server templates, with a generation prompt)."""
+    inputs = {"messages": chat_messages(messages, images), "add_generation_prompt": True}
+    return _request_body(model, inputs, params, stop_ids, seed)
+
+
+def _request_body(
+    model: str,
+    inputs: Mapping[str, Any],
+    params: DecodeParams,
+    stop_ids: Sequence[int],
+    seed: int | None,
+) -> dict[str, Any]:
+    """An inference body: ``inputs``, sampling fields, exact token ids back, no streaming.
+
+    ``seed`` and the repeat-terminate ``vllm_xargs`` are added when set.
+    """
     body: dict[str, Any] = {
         "model": model,
-        "messages": chat_messages(messages, images),
+        **inputs,
         **sampling_fields(params, stop_ids),
-        "add_generation_prompt": True,
         "return_token_ids": True,
         "stream": False,
     }
@@ -286,8 +285,8 @@ def chat_body(
     return body
 
 
-def chat_choice(body: Mapping[str, Any]) -> Choice:
-    """The `Choice` of a one-sample chat completion response."""
+def chat_choice(body: Mapping[str, Any]) -> EngineAnswer:
+    """The `EngineAnswer` of a one-sample chat completion response."""
     choice = body["choices"][0]
     return list(body["prompt_token_ids"]), list(choice["token_ids"]), choice.get("finish_reason")
 

@@ -10,14 +10,8 @@ from transformers import GenerationConfig
 
 from coordexp_backends import vllm_adapter as adapter
 from coordexp_backends.errors import RolloutError
-from coordexp_backends.prompts import (
-    encode_text,
-    finish_reason,
-    make_detector,
-    prompt_text,
-    stop_token_ids,
-    tokenizer_of,
-)
+from coordexp_backends.prompts import encode_text, prompt_text, stop_token_ids, tokenizer_of
+from coordexp_backends.responses import make_rollouts
 from coordexp_backends.rollout import DecodeParams, Rollout, RolloutRequest, Timings
 from coordexp_backends.weights import SyncPlan, named_weights
 
@@ -100,27 +94,15 @@ class VLLMColocateBackend:
         start = time.perf_counter()
         outputs = adapter.llm_generate(self.llm, prompts, sampling)
         timings = Timings(generate_s=time.perf_counter() - start, batch_size=len(batch))
-        rollouts = []
-        for request, output in zip(batch, outputs, strict=True):
-            prompt, response, engine_reason = adapter.output_fields(output)
-            reason = finish_reason(
-                response,
-                self._stop_ids,
-                params.max_new_tokens,
-                make_detector(params, self._tokenizer),
-            )
-            rollouts.append(
-                Rollout(
-                    request_id=request.request_id,
-                    prompt_token_ids=tuple(prompt),
-                    response_token_ids=tuple(response),
-                    response_text=self._tokenizer.decode(response, skip_special_tokens=False),
-                    finish_reason="error" if engine_reason == "abort" else reason,
-                    backend=self.name,
-                    timings=timings,
-                )
-            )
-        return rollouts
+        return make_rollouts(
+            batch,
+            [adapter.output_fields(output) for output in outputs],
+            params,
+            stop_ids=self._stop_ids,
+            tokenizer=self._tokenizer,
+            backend=self.name,
+            timings=timings,
+        )
 
     def sync_weights(self, model: Any) -> None:
         """Load ``model``'s current weights into the engine (see `SyncPlan` for adapters)."""

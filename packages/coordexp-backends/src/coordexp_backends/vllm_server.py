@@ -15,13 +15,8 @@ import httpx
 from coordexp_backends import vllm_adapter as adapter
 from coordexp_backends.errors import RolloutError, ServerError
 from coordexp_backends.fleet import Fleet
-from coordexp_backends.prompts import (
-    finish_reason,
-    make_detector,
-    stop_token_ids,
-    text_prompt_ids,
-    tokenizer_of,
-)
+from coordexp_backends.prompts import stop_token_ids, text_prompt_ids, tokenizer_of
+from coordexp_backends.responses import EngineAnswer, make_rollouts
 from coordexp_backends.rollout import DecodeParams, Rollout, RolloutRequest, Timings
 from coordexp_backends.weights import SyncPlan
 
@@ -182,7 +177,7 @@ class VLLMServerBackend:
 
     def _request(
         self, url: str, requests: list[RolloutRequest], params: DecodeParams, seed: int | None
-    ) -> list[adapter.Choice]:
+    ) -> list[EngineAnswer]:
         """One chunk on one server: a token-id completion, or chat requests for images."""
         ids = [r.request_id for r in requests]
         model = self._models[url]
@@ -234,7 +229,7 @@ class VLLMServerBackend:
     def _rollouts(
         self,
         requests: list[RolloutRequest],
-        choices: list[adapter.Choice],
+        choices: list[EngineAnswer],
         params: DecodeParams,
         timings: Timings,
         url: str,
@@ -245,27 +240,16 @@ class VLLMServerBackend:
                 [r.request_id for r in requests],
                 f"answered {len(choices)} choices for {len(requests)} prompts",
             )
-        out = []
-        for request, (prompt, response, engine_reason) in zip(requests, choices, strict=True):
-            reason = finish_reason(
-                response,
-                self.stop_ids,
-                params.max_new_tokens,
-                make_detector(params, self._tokenizer),
-            )
-            out.append(
-                Rollout(
-                    request_id=request.request_id,
-                    prompt_token_ids=tuple(prompt),
-                    response_token_ids=tuple(response),
-                    response_text=self._tokenizer.decode(response, skip_special_tokens=False),
-                    finish_reason="error" if engine_reason == "abort" else reason,
-                    backend=self.name,
-                    timings=timings,
-                    served_by=url,
-                )
-            )
-        return out
+        return make_rollouts(
+            requests,
+            choices,
+            params,
+            stop_ids=self.stop_ids,
+            tokenizer=self._tokenizer,
+            backend=self.name,
+            timings=timings,
+            served_by=url,
+        )
 
     # ------------------------------------------------------------------ weights
     def sync_weights(self, model: Any) -> None:
