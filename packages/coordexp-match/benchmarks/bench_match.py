@@ -4,6 +4,10 @@ Run from the repository root:
 
     uv run python packages/coordexp-match/benchmarks/bench_match.py
 
+``--repeat {match,loop} N`` instead runs one side on the bbox 60 x 60 scene N times,
+untimed, for an instruction counter such as valgrind's cachegrind (the difference between
+N = 1001 and N = 1 over 1000 is the cost of one call, independent of machine load).
+
 Scenes are seeded: ground truth scattered over the image, predictions = most GTs
 jittered plus random false positives (gate 0.3, fp/fn cost 1). The baseline is the
 straightforward formulation: IoU filled by a Python loop over pairs (bbox), or by
@@ -22,6 +26,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -164,5 +169,19 @@ def main() -> None:
     print(f"goal: bbox 60 x 60 under 2 ms -> {small * 1e3:.3f} ms")
 
 
+def repeat(side: str, n: int) -> None:
+    preds, gts = box_scene(60, np.random.default_rng(2026))
+    for _ in range(n):
+        if side == "match":
+            match(preds, gts, gate=GATE, resolution=RES)
+        else:
+            baseline(preds, gts)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--repeat"] and len(sys.argv) == 4 and sys.argv[2] in ("match", "loop"):
+        repeat(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) > 1:
+        sys.exit(f"usage: {sys.argv[0]} [--repeat match|loop N]")
+    else:
+        main()

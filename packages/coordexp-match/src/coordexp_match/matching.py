@@ -181,13 +181,25 @@ def match(
             chosen, pred_groups or list(range(n)), gt_groups or list(range(m))
         )
 
-    pred_at, gt_at, item = pred_order.tolist(), gt_order.tolist(), iou.item
-    matched = sorted([(pred_at[p], gt_at[g], item(p, g)) for p, g in chosen])
-    pairs = [(p, g) for p, g, _ in matched]
-    ious = [v for _, _, v in matched]
-    pred_taken, gt_taken = {p for p, _ in pairs}, {g for _, g in pairs}
-    fp = [i for i in range(n) if i not in pred_taken]
-    fn = [j for j in range(m) if j not in gt_taken]
+    # Back to input indices, in one pass per side (no sorting: pred order is by slot).
+    pred_at, gt_at = pred_order.tolist(), gt_order.tolist()
+    partner: list[tuple[int, float] | None] = [None] * n
+    gt_free = [True] * m
+    if chosen:
+        rows, cols = zip(*chosen, strict=True)
+        for p, g, v in zip(rows, cols, iou[rows, cols].tolist(), strict=True):
+            partner[pred_at[p]] = (gt_at[g], v)
+            gt_free[gt_at[g]] = False
+    pairs: list[tuple[int, int]] = []
+    ious: list[float] = []
+    fp: list[int] = []
+    for i, found in enumerate(partner):
+        if found is None:
+            fp.append(i)
+        else:
+            pairs.append((i, found[0]))
+            ious.append(found[1])
+    fn = [j for j, free in enumerate(gt_free) if free]
     cost = math.fsum(
         [1.0 - v for v in ious] + [unmatched_pred] * len(fp) + [unmatched_gt] * len(fn)
     )
