@@ -175,11 +175,12 @@ def match(
     iou = shape_iou(sorted_preds, sorted_gts, r)
     allowed = candidates(iou, float(gate), None if top_k is None else int(top_k))
     chosen = assign(iou, allowed, unmatched_pred, unmatched_gt)
-    pred_groups, gt_groups = _groups(sorted_preds), _groups(sorted_gts)
-    if chosen and (pred_groups is not None or gt_groups is not None):
-        chosen = _interchange_identical(
-            chosen, pred_groups or list(range(n)), gt_groups or list(range(m))
-        )
+    if chosen:
+        pred_groups, gt_groups = _groups(sorted_preds), _groups(sorted_gts)
+        if pred_groups is not None or gt_groups is not None:
+            chosen = _interchange_identical(
+                chosen, pred_groups or list(range(n)), gt_groups or list(range(m))
+            )
 
     # Back to input indices, in one pass per side (no sorting: pred order is by slot).
     pred_at, gt_at = pred_order.tolist(), gt_order.tolist()
