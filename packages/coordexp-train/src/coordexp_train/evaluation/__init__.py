@@ -1,0 +1,1 @@
+"""Detection evaluation: predictions files, COCO and set-level metrics, overlay pictures."""
