@@ -1,0 +1,103 @@
+"""`coordexp-eval`: scores a predictions file, writes metrics and overlays, refuses bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coordexp_parse import DetObject, render_objects
+from coordexp_train.data.synthetic import SyntheticDataset, write_synthetic_dataset
+from coordexp_train.data.synthetic_scene import SceneSpec
+from coordexp_train.evaluation.cli import main
+from coordexp_train.evaluation.coco_metrics import coco_dicts, run_cocoeval
+from coordexp_train.evaluation.ground_truth import load_ground_truth
+from coordexp_train.evaluation.predictions import (
+    prediction_from_text,
+    read_predictions,
+    write_predictions,
+)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> SyntheticDataset:
+    root = tmp_path_factory.mktemp("eval") / "ds"
+    return write_synthetic_dataset(root, SceneSpec(width=64, height=64), num_train=1, num_val=5)
+
+
+def _predictions(dataset: SyntheticDataset, path: Path) -> Path:
+    """Half the images answered exactly, half with every box moved and one cut short."""
+    preds = []
+    for i, g in enumerate(load_ground_truth(dataset.val_jsonl)):
+        objs = [
+            o if i % 2 else DetObject(o.desc, o.kind, tuple(max(0, v - 60) for v in o.coords))
+            for o in g.objects
+        ]
+        text = render_objects(objs)
+        preds.append(prediction_from_text(g.image_id, text[:-10] if i == 4 else text))
+    write_predictions(path, preds)
+    return path
+
+
+def test_eval_writes_metrics_equal_to_pycocotools_and_overlays(
+    dataset: SyntheticDataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pred_path = _predictions(dataset, tmp_path / "pred.jsonl")
+    out = tmp_path / "out"
+    argv = ["--gt", str(dataset.val_jsonl), "--predictions", str(pred_path), "--out", str(out)]
+    assert main([*argv, "--overlays", "3"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    gt = load_ground_truth(dataset.val_jsonl)
+    dicts = coco_dicts(gt, read_predictions(pred_path))
+    direct = run_cocoeval(dicts.gt, dicts.dt)
+    assert [metrics["coco"][k] for k in ("mAP", "mAP50", "mAP75", "AR100")] == [
+        direct[0],
+        direct[1],
+        direct[2],
+        direct[8],
+    ]
+    assert 0.0 < metrics["coco"]["mAP"] < 1.0
+    assert metrics["parse_health"]["truncated"] == 1
+    assert 0.0 < metrics["set"]["recall"] < 1.0
+    assert len(list((out / "overlays").glob("overlay_*.png"))) == 3
+    assert (out / "overlays" / "grid.png").is_file()
+    assert f"mAP@50 {direct[1]:.4f}" in capsys.readouterr().out
+
+
+def test_installed_command_runs(dataset: SyntheticDataset, tmp_path: Path) -> None:
+    pred_path = _predictions(dataset, tmp_path / "pred.jsonl")
+    exe = Path(sys.executable).with_name("coordexp-eval")
+    cmd = [str(exe), "--gt", str(dataset.val_jsonl), "--predictions", str(pred_path)]
+    done = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "o"), "--overlays", "0"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "o" / "metrics.json").is_file()
+    assert not (tmp_path / "o" / "overlays").exists()
+
+
+def test_bad_predictions_line_fails_naming_file_and_line(
+    dataset: SyntheticDataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pred_path = tmp_path / "pred.jsonl"
+    pred_path.write_text('{"id": "x"}\n')
+    argv = ["--gt", str(dataset.val_jsonl), "--predictions", str(pred_path), "--out", "o"]
+    assert main(argv) == 2
+    assert f"coordexp-eval: error: {pred_path}:1: keys must be exactly" in capsys.readouterr().err
+
+
+def test_unknown_image_and_missing_file_fail_with_exit_two(
+    dataset: SyntheticDataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pred_path = tmp_path / "pred.jsonl"
+    write_predictions(pred_path, [prediction_from_text("elsewhere.png", "{}")])
+    base = ["--predictions", str(pred_path), "--out", str(tmp_path / "o")]
+    assert main(["--gt", str(dataset.val_jsonl), *base]) == 2
+    assert "['elsewhere.png']; ids must equal images[0]" in capsys.readouterr().err
+    assert main(["--gt", str(tmp_path / "nope.jsonl"), *base]) == 2
+    assert "nope.jsonl" in capsys.readouterr().err
+    assert main(["--gt", str(dataset.val_jsonl), *base, "--scale", "0"]) == 2
+    assert "--scale >= 1" in capsys.readouterr().err
