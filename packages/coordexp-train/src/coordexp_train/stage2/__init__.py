@@ -1,0 +1,29 @@
+"""Stage-2 components: the A/B schedule, Channel-B targets and loss, Channel-A soft context."""
+
+from coordexp_train.stage2.channel_b_loss import ChannelBLossOutput, channel_b_loss
+from coordexp_train.stage2.channel_b_targets import (
+    ChannelBPolicy,
+    ChannelBTargets,
+    channel_b_targets,
+)
+from coordexp_train.stage2.schedule import Channel, channel_at_step
+from coordexp_train.stage2.softctx import (
+    SoftctxGradMode,
+    SoftctxMode,
+    expected_coord_embedding,
+    softctx_inputs_embeds,
+)
+
+__all__ = [
+    "Channel",
+    "ChannelBLossOutput",
+    "ChannelBPolicy",
+    "ChannelBTargets",
+    "SoftctxGradMode",
+    "SoftctxMode",
+    "channel_at_step",
+    "channel_b_loss",
+    "channel_b_targets",
+    "expected_coord_embedding",
+    "softctx_inputs_embeds",
+]
