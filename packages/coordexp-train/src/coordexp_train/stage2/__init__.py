@@ -1,6 +1,12 @@
 """Stage-2 components: the A/B schedule, Channel-B targets and loss, Channel-A soft context."""
 
 from coordexp_train.stage2.channel_b_loss import ChannelBLossOutput, channel_b_loss
+from coordexp_train.stage2.channel_b_sample import (
+    ChannelBSample,
+    MatchingOptions,
+    build_channel_b_sample,
+    step_stats,
+)
 from coordexp_train.stage2.channel_b_targets import (
     ChannelBPolicy,
     ChannelBTargets,
@@ -18,12 +24,16 @@ __all__ = [
     "Channel",
     "ChannelBLossOutput",
     "ChannelBPolicy",
+    "ChannelBSample",
     "ChannelBTargets",
+    "MatchingOptions",
     "SoftctxGradMode",
     "SoftctxMode",
+    "build_channel_b_sample",
     "channel_at_step",
     "channel_b_loss",
     "channel_b_targets",
     "expected_coord_embedding",
     "softctx_inputs_embeds",
+    "step_stats",
 ]
