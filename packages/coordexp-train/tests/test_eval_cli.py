@@ -100,4 +100,31 @@ def test_unknown_image_and_missing_file_fail_with_exit_two(
     assert main(["--gt", str(tmp_path / "nope.jsonl"), *base]) == 2
     assert "nope.jsonl" in capsys.readouterr().err
     assert main(["--gt", str(dataset.val_jsonl), *base, "--scale", "0"]) == 2
-    assert "--scale >= 1" in capsys.readouterr().err
+    assert "--scale must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_model_run_writes_predictions_then_scores_them(
+    dataset: SyntheticDataset,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("COORDEXP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "run"
+    argv = ["--gt", str(dataset.val_jsonl), "--model", "builtin:tiny-qwen3-vl"]
+    assert main([*argv, "--out", str(out), "--max-new-tokens", "8", "--overlays", "2"]) == 0
+    preds = read_predictions(out / "predictions.jsonl")
+    assert [p.image_id for p in preds] == [g.image_id for g in load_ground_truth(dataset.val_jsonl)]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["parse_health"]["images"] == len(preds)
+    assert len(list((out / "overlays").glob("overlay_*.png"))) == 2
+    assert "img" in capsys.readouterr().err  # the progress bar counts images
+
+
+def test_model_that_does_not_exist_fails_with_exit_two(
+    dataset: SyntheticDataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--gt", str(dataset.val_jsonl), "--model", str(tmp_path / "no-such-ckpt")]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    assert "no-such-ckpt" in capsys.readouterr().err

@@ -1,9 +1,12 @@
-"""The ``coordexp-eval`` command: score a saved predictions file against a dataset.
+"""The ``coordexp-eval`` command: score predictions against a dataset, from a file or a model.
 
-``coordexp-eval --gt VAL.jsonl --predictions PRED.jsonl --out DIR`` writes
-``DIR/metrics.json`` (see ``evaluation_report``) and, unless ``--overlays 0``, overlay PNGs
-and their grid under ``DIR/overlays/``. Exit codes: 0 done, 2 bad input (the message
-names the file and line, or the option).
+``coordexp-eval --gt VAL.jsonl --predictions PRED.jsonl --out DIR`` scores a saved
+predictions file; ``coordexp-eval --gt VAL.jsonl --model REF --out DIR`` first answers
+every image with the model (``builtin:<name>`` or a checkpoint folder) through the HF
+backend and writes ``DIR/predictions.jsonl``. Both write ``DIR/metrics.json`` (see
+``evaluation_report``) and, unless ``--overlays 0``, overlay PNGs and their grid under
+``DIR/overlays/``. Exit codes: 0 done, 2 bad input (the message names the file and line,
+or the option).
 """
 
 from __future__ import annotations
@@ -12,42 +15,114 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from coordexp_parse import RecordError
-from coordexp_train.evaluation.ground_truth import load_ground_truth
+from coordexp_train.evaluation.ground_truth import GroundTruthImage, load_ground_truth
 from coordexp_train.evaluation.overlays import write_overlays
-from coordexp_train.evaluation.predictions import PredictionsError, read_predictions
+from coordexp_train.evaluation.predictions import (
+    ImagePrediction,
+    PredictionsError,
+    read_predictions,
+    write_predictions,
+)
 from coordexp_train.evaluation.report import evaluation_report
+
+PREDICTIONS_FILE = "predictions.jsonl"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelSettings:
+    model: str
+    dtype: str
+    attn_implementation: str
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="coordexp-eval",
-        description="Score a predictions JSONL file against a dataset JSONL file.",
+        description="Score detection predictions (a saved file, or a model's answers) "
+        "against a dataset JSONL file.",
     )
     parser.add_argument("--gt", required=True, type=Path, help="dataset records (JSONL)")
-    parser.add_argument(
-        "--predictions", required=True, type=Path, help="predictions, one line per image"
-    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--predictions", type=Path, help="predictions, one line per image")
+    source.add_argument("--model", help="builtin:<name> or a checkpoint folder to run")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument(
         "--overlays", type=int, default=16, help="images to draw (0: none; default 16)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the overlay sample")
     parser.add_argument("--scale", type=int, default=2, help="overlay upscale factor")
+    model = parser.add_argument_group("model runs (--model)")
+    model.add_argument("--max-new-tokens", type=int, default=512, help="answer length cap")
+    model.add_argument("--max-pixels", type=int, default=1_048_576, help="template.max_pixels")
+    model.add_argument("--min-pixels", type=int, default=None, help="template.min_pixels")
+    model.add_argument("--decode-batch-size", type=int, default=8, help="images per generate")
+    model.add_argument(
+        "--dtype", default="float32", choices=("auto", "float32", "bfloat16", "float16")
+    )
+    model.add_argument(
+        "--prompt-variant", default="default", choices=("default", "short"), help="as trained"
+    )
+    model.add_argument(
+        "--field-order",
+        default="desc_first",
+        choices=("desc_first", "geometry_first"),
+        help="as trained",
+    )
+    model.add_argument("--coord-token-mode", default="added", choices=("added", "special"))
     return parser
+
+
+def _model_predictions(
+    args: argparse.Namespace, gt: Sequence[GroundTruthImage]
+) -> list[ImagePrediction]:
+    """Load the model (heavy imports only here) and answer every image greedily."""
+    from coordexp_backends import DecodeParams, HFBackend
+    from coordexp_train.data.prompts import PromptSpec
+    from coordexp_train.evaluation.rollouts import rollout_predictions, set_image_size
+    from coordexp_train.model.loading import load_model_and_processor
+
+    loaded = load_model_and_processor(
+        _ModelSettings(args.model, args.dtype, "sdpa"), coord_token_mode=args.coord_token_mode
+    )
+    set_image_size(loaded.processor, args.max_pixels, args.min_pixels)
+    backend = HFBackend(loaded.model, loaded.processor, args.decode_batch_size)
+    prompt = PromptSpec(variant=args.prompt_variant, field_order=args.field_order)
+    params = DecodeParams(max_new_tokens=args.max_new_tokens)
+    return rollout_predictions(
+        backend, gt, params, prompt=prompt, chunk_size=args.decode_batch_size, progress=True
+    )
+
+
+def _option_problem(args: argparse.Namespace) -> str | None:
+    if args.overlays < 0:
+        return f"--overlays must be >= 0, got {args.overlays}"
+    if args.scale < 1:
+        return f"--scale must be >= 1, got {args.scale}"
+    if args.max_new_tokens < 1 or args.decode_batch_size < 1:
+        return "--max-new-tokens and --decode-batch-size must be >= 1"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``coordexp-eval``; return the exit code (0 done, 2 bad input)."""
     args = _parser().parse_args(argv)
-    if args.overlays < 0 or args.scale < 1:
-        print("coordexp-eval: error: --overlays must be >= 0 and --scale >= 1", file=sys.stderr)
+    problem = _option_problem(args)
+    if problem is not None:
+        print(f"coordexp-eval: error: {problem}", file=sys.stderr)
         return 2
     try:
         gt = load_ground_truth(args.gt)
-        predictions = read_predictions(args.predictions)
+        if args.predictions is not None:
+            predictions = read_predictions(args.predictions)
+        else:
+            predictions = _model_predictions(args, gt)
+            args.out.mkdir(parents=True, exist_ok=True)
+            write_predictions(args.out / PREDICTIONS_FILE, predictions)
         report = evaluation_report(gt, predictions)
         args.out.mkdir(parents=True, exist_ok=True)
         if args.overlays:
@@ -62,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RecordError, PredictionsError, ValueError, OSError) as exc:
         print(f"coordexp-eval: error: {exc}", file=sys.stderr)
         return 2
-    (args.out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / METRICS_FILE).write_text(json.dumps(report, indent=2) + "\n")
     c, s = report["coco"], report["set"]
     print(
         f"mAP {c['mAP']:.4f}  mAP@50 {c['mAP50']:.4f}  mAP@75 {c['mAP75']:.4f}  "
