@@ -1,5 +1,6 @@
 """Stage-2 components: the A/B schedule, Channel-B targets and loss, Channel-A soft context."""
 
+from coordexp_train.stage2.channel_a import channel_a_logits
 from coordexp_train.stage2.channel_b_loss import ChannelBLossOutput, channel_b_loss
 from coordexp_train.stage2.channel_b_sample import (
     ChannelBSample,
@@ -30,6 +31,7 @@ __all__ = [
     "SoftctxGradMode",
     "SoftctxMode",
     "build_channel_b_sample",
+    "channel_a_logits",
     "channel_at_step",
     "channel_b_loss",
     "channel_b_targets",
