@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from coordexp_parse import DetObject, render_objects
 from coordexp_train.data.synthetic import SyntheticDataset, write_synthetic_dataset
 from coordexp_train.data.synthetic_scene import SceneSpec
-from coordexp_train.evaluation.cli import main
+from coordexp_train.evaluation.cli import curves_main, main
 from coordexp_train.evaluation.coco_metrics import coco_dicts, run_cocoeval
+from coordexp_train.evaluation.curves import PANEL_SIZE
 from coordexp_train.evaluation.ground_truth import load_ground_truth
 from coordexp_train.evaluation.predictions import (
     prediction_from_text,
@@ -128,3 +130,16 @@ def test_model_that_does_not_exist_fails_with_exit_two(
     argv = ["--gt", str(dataset.val_jsonl), "--model", str(tmp_path / "no-such-ckpt")]
     assert main([*argv, "--out", str(tmp_path / "o")]) == 2
     assert "no-such-ckpt" in capsys.readouterr().err
+
+
+def test_plot_curves_command_writes_a_png_or_names_the_missing_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"step": s, "loss": 3.0 - s}) + "\n" for s in range(3)))
+    out = tmp_path / "plots" / "curves.png"
+    assert curves_main(["--metrics", str(metrics), "--out", str(out)]) == 0
+    with Image.open(out) as im:
+        assert (im.format, im.size) == ("PNG", (PANEL_SIZE[0], PANEL_SIZE[1]))
+    assert curves_main(["--metrics", str(metrics), "--out", str(out), "--keys", "mAP"]) == 2
+    assert "no finite values of 'mAP' to plot; plottable keys: ['loss']" in capsys.readouterr().err

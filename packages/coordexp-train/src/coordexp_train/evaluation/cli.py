@@ -7,6 +7,9 @@ backend and writes ``DIR/predictions.jsonl``. Both write ``DIR/metrics.json`` (s
 ``evaluation_report``) and, unless ``--overlays 0``, overlay PNGs and their grid under
 ``DIR/overlays/``. Exit codes: 0 done, 2 bad input (the message names the file and line,
 or the option).
+
+``coordexp-plot-curves --metrics RUN/metrics.jsonl --out curves.png --keys loss ...``
+plots values of a metrics JSONL file over steps (see ``curves.plot_curves``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coordexp_parse import RecordError
+from coordexp_train.evaluation.curves import plot_curves, read_metrics_file
 from coordexp_train.evaluation.ground_truth import GroundTruthImage, load_ground_truth
 from coordexp_train.evaluation.overlays import write_overlays
 from coordexp_train.evaluation.predictions import (
@@ -144,4 +148,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"AR@100 {c['AR100']:.4f}  P {s['precision']:.4f}  R {s['recall']:.4f}  "
         f"F1 {s['f1']:.4f}  unmatched desc {c['unmatched_predictions']}  out: {args.out}"
     )
+    return 0
+
+
+def curves_main(argv: Sequence[str] | None = None) -> int:
+    """Run ``coordexp-plot-curves``; return the exit code (0 done, 2 bad input)."""
+    parser = argparse.ArgumentParser(
+        prog="coordexp-plot-curves",
+        description="Plot values of a metrics JSONL file (e.g. a run's metrics.jsonl) over steps.",
+    )
+    parser.add_argument("--metrics", required=True, type=Path, help="metrics JSONL file")
+    parser.add_argument("--out", required=True, type=Path, help="PNG file to write")
+    parser.add_argument(
+        "--keys", nargs="+", default=["loss"], help="values to plot, one panel each"
+    )
+    args = parser.parse_args(argv)
+    try:
+        image = plot_curves(read_metrics_file(args.metrics), args.keys)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        image.save(args.out, format="PNG")
+    except (ValueError, OSError) as exc:
+        print(f"coordexp-plot-curves: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{', '.join(args.keys)} over steps: {args.out}")
     return 0
