@@ -22,7 +22,7 @@ from coordexp_train.evaluation.ground_truth import GroundTruthImage
 from coordexp_train.evaluation.predictions import ImagePrediction
 
 RGB = tuple[int, int, int]
-GT_COLOUR: RGB = (0, 200, 0)
+GT_COLOUR: RGB = (0, 255, 255)
 PRED_COLOUR: RGB = (255, 0, 200)
 LEGEND_HEIGHT = 18
 LEGEND_BACKGROUND: RGB = (255, 255, 255)
