@@ -215,7 +215,15 @@ def test_an_answer_with_other_matched_labels_is_refused(
     sample: Sample, tokenizer: PreTrainedTokenizerFast
 ) -> None:
     wrong = build_injection(sample.parse, [DOG, TREE], tokenizer, matched=[0, 1])
-    with pytest.raises(ValueError, match=r"token \d+ is labelled MATCHED \(object 1\)"):
+    with pytest.raises(ValueError, match="parsed object 1 is labelled MATCHED in the answer"):
+        channel_b_targets(sample.parse, wrong, sample.result, GTS, ChannelBConfig())
+
+
+def test_an_answer_missing_a_matched_label_is_refused(
+    sample: Sample, tokenizer: PreTrainedTokenizerFast
+) -> None:
+    wrong = build_injection(sample.parse, [DOG, TREE], tokenizer, matched=[])
+    with pytest.raises(ValueError, match="parsed object 0 is labelled FP in the answer but the"):
         channel_b_targets(sample.parse, wrong, sample.result, GTS, ChannelBConfig())
 
 

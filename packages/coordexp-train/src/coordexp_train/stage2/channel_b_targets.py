@@ -100,11 +100,13 @@ def _check_consistent(
             f"objects), gts {bad_gt} (there are {len(gts)} ground-truth objects)"
         )
     matched = {p for p, _ in result.pairs}
-    for i, (owner, ordinal) in enumerate(zip(answer.owners, answer.ordinals, strict=True)):
-        if owner is Owner.MATCHED and ordinal not in matched:
+    for p, positions in enumerate(answer.pred_coord_positions):
+        labelled = answer.owners[positions[0]] is Owner.MATCHED
+        if labelled != (p in matched):
             raise ValueError(
-                f"token {i} is labelled MATCHED (object {ordinal}) but the match leaves that "
-                "prediction unmatched: build_injection must get matched=[p for p, _ in pairs]"
+                f"parsed object {p} is labelled {'MATCHED' if labelled else 'FP'} in the answer "
+                f"but the match {'leaves it unmatched' if labelled else 'matches it'}: "
+                "build_injection must get matched=[p for p, _ in result.pairs]"
             )
 
 
@@ -146,18 +148,12 @@ def channel_b_targets(
     pred_kinds = [obj.kind for obj in parse.objects]
     tail = policy.drop_invalid_struct_ce_multiplier if parse.num_dropped else 1.0
     stop = 0.0 if policy.stop_neutral else tail
-    weights: list[float] = []
-    for owner, role in zip(answer.owners, answer.roles, strict=True):
-        if role in (Role.CLOSE, Role.END):
-            weights.append(stop)
-        elif owner is Owner.MATCHED and role is Role.STRUCTURE:
-            weights.append(1.0)
-        elif owner is Owner.FN and role is Role.STRUCTURE:
-            weights.append(tail)
-        elif owner is Owner.FN and role is Role.DESC:
-            weights.append(policy.desc_ce_weight)
-        else:
-            weights.append(0.0)
+    weight_of = {(owner, role): 0.0 for owner in Owner for role in Role}
+    weight_of.update({(owner, role): stop for owner in Owner for role in (Role.CLOSE, Role.END)})
+    weight_of[Owner.MATCHED, Role.STRUCTURE] = 1.0
+    weight_of[Owner.FN, Role.STRUCTURE] = tail
+    weight_of[Owner.FN, Role.DESC] = policy.desc_ce_weight
+    weights = tuple(map(weight_of.__getitem__, zip(answer.owners, answer.roles, strict=True)))
 
     groups: list[tuple[tuple[int, ...], tuple[int, ...], bool]] = []
     unsupervised = 0
@@ -184,7 +180,7 @@ def channel_b_targets(
             boxes.append((start, start + 1, start + 2, start + 3))
     return ChannelBTargets(
         token_ids=answer.token_ids,
-        ce_weights=tuple(weights),
+        ce_weights=weights,
         coord_positions=tuple(positions_out),
         coord_bins=tuple(bins_out),
         box_index=tuple(boxes),
