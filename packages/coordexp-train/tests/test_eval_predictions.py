@@ -53,7 +53,7 @@ def test_write_then_read_gives_the_same_predictions(tmp_path: Path) -> None:
         (
             '{"id": "a", "objects": [{"desc": "x", "bbox_2d": [5, 5, 1, 1]}], "dropped": {}, '
             '"ending": "closed", "truncated": false, "raw_text": ""}',
-            "invalid object",
+            r"objects\[0\]: invalid object",
         ),
         (
             '{"id": "a", "objects": [], "dropped": {"oops": 1}, '

@@ -105,6 +105,13 @@ def _object(raw: Any) -> DetObject:
         raise ValueError(f"invalid object {raw!r}: {e}") from None
 
 
+def _indexed_object(i: int, raw: Any) -> DetObject:
+    try:
+        return _object(raw)
+    except ValueError as e:
+        raise ValueError(f"objects[{i}]: {e}") from None
+
+
 def _prediction(raw: Any) -> ImagePrediction:
     if not isinstance(raw, dict):
         raise ValueError(f"a line must be a JSON object, got {type(raw).__name__}")
@@ -132,7 +139,7 @@ def _prediction(raw: Any) -> ImagePrediction:
         raise ValueError("raw_text must be a string")
     return ImagePrediction(
         image_id=raw["id"],
-        objects=tuple(_object(o) for o in raw["objects"]),
+        objects=tuple(_indexed_object(i, o) for i, o in enumerate(raw["objects"])),
         dropped=dict(dropped),
         ending=raw["ending"],
         raw_text=raw["raw_text"],
