@@ -204,3 +204,10 @@ def test_ground_truth_refuses_a_repeated_image(tmp_path: Path) -> None:
     path.write_text(f"{json.dumps(rec)}\n{json.dumps(rec)}\n")
     with pytest.raises(ValueError, match=r"val\.jsonl:2: image 'x\.png' already used by .*:1"):
         load_ground_truth(path)
+
+
+def test_zero_area_box_is_never_found_by_pycocotools() -> None:
+    # docs/evaluation.md states this pycocotools behaviour; the test keeps the doc true.
+    flat = box("cat", 100, 100, 100, 200)
+    m = coco_metrics([gt_image("a", flat)], [pred("a", flat)])
+    assert m.stats["mAP50"] == 0.0
