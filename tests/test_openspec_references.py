@@ -21,6 +21,7 @@ CAPABILITIES = {
     "stage1-training",
     "rollout-matching-sft",
     "stage2-ab-training",
+    "evaluation",
 }
 
 
