@@ -141,6 +141,7 @@ def test_coord_targets_are_the_matched_and_injected_ground_truth(sample: Sample)
     )
     # the matched cat learns the GT box, not its own predicted bins
     assert t.coord_bins == CAT.coords + DOG.coords + TREE.coords
+    assert t.coord_object == (0,) * 4 + (1,) * 4 + (2,) * 6
     fn_positions = a.fn_coord_positions[0] + a.fn_coord_positions[1]
     fn_bins = t.coord_bins[4:]
     assert len(fn_positions) == len(fn_bins) == 10

@@ -20,6 +20,11 @@ from coordexp_train.stage2.softctx import (
     expected_coord_embedding,
     softctx_inputs_embeds,
 )
+from coordexp_train.stage2.teacher_forced import (
+    TeacherForcedSample,
+    placements,
+    teacher_forced_sample,
+)
 
 __all__ = [
     "Channel",
@@ -30,12 +35,15 @@ __all__ = [
     "MatchingOptions",
     "SoftctxGradMode",
     "SoftctxMode",
+    "TeacherForcedSample",
     "build_channel_b_sample",
     "channel_a_logits",
     "channel_at_step",
     "channel_b_loss",
     "channel_b_targets",
     "expected_coord_embedding",
+    "placements",
     "softctx_inputs_embeds",
     "step_stats",
+    "teacher_forced_sample",
 ]

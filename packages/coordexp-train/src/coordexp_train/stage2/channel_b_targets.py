@@ -52,6 +52,8 @@ class ChannelBTargets:
         coord_positions: positions (into ``token_ids``) of coord tokens with a coordinate
             loss, ascending.
         coord_bins: the target bin (0..999) of each entry of ``coord_positions``.
+        coord_object: for each entry of ``coord_positions``, its supervised object,
+            numbered 0, 1, … in answer order.
         box_index: for each supervised box, the indices into ``coord_positions`` of its
             x1, y1, x2, y2 (for the box losses).
         unsupervised_coord_objects: matched predictions whose geometry cannot take the
@@ -63,6 +65,7 @@ class ChannelBTargets:
     ce_weights: tuple[float, ...]
     coord_positions: tuple[int, ...]
     coord_bins: tuple[int, ...]
+    coord_object: tuple[int, ...]
     box_index: tuple[tuple[int, int, int, int], ...]
     unsupervised_coord_objects: int
 
@@ -171,11 +174,13 @@ def channel_b_targets(
 
     positions_out: list[int] = []
     bins_out: list[int] = []
+    objects_out: list[int] = []
     boxes: list[tuple[int, int, int, int]] = []
-    for positions, target, is_box in groups:
+    for number, (positions, target, is_box) in enumerate(groups):
         start = len(positions_out)
         positions_out.extend(positions)
         bins_out.extend(target)
+        objects_out.extend([number] * len(positions))
         if is_box:
             boxes.append((start, start + 1, start + 2, start + 3))
     return ChannelBTargets(
@@ -183,6 +188,7 @@ def channel_b_targets(
         ce_weights=weights,
         coord_positions=tuple(positions_out),
         coord_bins=tuple(bins_out),
+        coord_object=tuple(objects_out),
         box_index=tuple(boxes),
         unsupervised_coord_objects=unsupervised,
     )
