@@ -19,7 +19,7 @@ import torch
 
 from coordexp_match import match
 from coordexp_parse import DetObject, Owner, Role, build_injection, parse_rollout, render_objects
-from coordexp_schema.sections.stage2_ab import ChannelBConfig
+from coordexp_schema.sections.stage2_ab import ChannelBConfig, ScheduleConfig, Stage2ABConfig
 from coordexp_train.losses import Stage1LossWeights
 from coordexp_train.model import LoadedModel, load_model_and_processor
 from coordexp_train.stage2 import ChannelBTargets, channel_b_loss, channel_b_targets
@@ -39,6 +39,14 @@ ROLLOUTS = [
 ]
 PROMPT = "<|im_start|>assistant\n"
 WEIGHTS = Stage1LossWeights(bbox_smoothl1_weight=1.0, bbox_ciou_weight=1.0)
+#: every optional Stage-2 coordinate term on, so each is held to the mask policy
+STAGE2 = Stage2ABConfig(
+    schedule=ScheduleConfig(b_ratio=1.0),
+    coord_ce_weight=0.5,
+    coord_el1_weight=1.0,
+    coord_ehuber_weight=1.0,
+    coord_entropy_weight=0.1,
+)
 
 
 class Labelled(NamedTuple):
@@ -116,7 +124,7 @@ def _perturbed(loaded: LoadedModel, rows: list[int]) -> Iterator[None]:
 
 
 def _loss_and_grads(
-    loaded: LoadedModel, batch: Batch, coord_ce_weight: float = 0.5
+    loaded: LoadedModel, batch: Batch
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     model = loaded.model
     model.zero_grad(set_to_none=True)
@@ -127,7 +135,7 @@ def _loss_and_grads(
         [(s.targets, s.start) for s in batch.samples],
         coord_ids,
         WEIGHTS,
-        coord_ce_weight=coord_ce_weight,
+        STAGE2,
     )
     out.total.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -190,3 +198,18 @@ def test_close_and_end_carry_gradient_when_not_stop_neutral(loaded: LoadedModel)
         with _perturbed(loaded, _rows(batch, stop)):
             loss_p, _ = _loss_and_grads(loaded, batch)
         assert torch.equal(loss, loss_p) is not changes
+
+
+def test_every_stage2_coordinate_term_is_computed(loaded: LoadedModel) -> None:
+    batch = _batch(loaded, ChannelBConfig())
+    logits = loaded.model(input_ids=batch.input_ids).logits.detach()
+    out = channel_b_loss(
+        logits.reshape(-1, logits.shape[-1]),
+        [(s.targets, s.start) for s in batch.samples],
+        torch.tensor(loaded.coord_vocab.ids),
+        WEIGHTS,
+        STAGE2,
+    )
+    names = {"token_ce", "coord_ce", "coord_el1", "coord_ehuber", "coord_entropy"}
+    assert names | {"soft_ce", "w1", "gate", "bbox_smoothl1", "bbox_ciou"} <= out.parts.keys()
+    assert all(float(out.parts[n]) > 0 for n in names)

@@ -1,7 +1,11 @@
 """Stage-2 components: the A/B schedule, Channel-B targets and loss, Channel-A soft context."""
 
 from coordexp_train.stage2.channel_a import channel_a_logits
-from coordexp_train.stage2.channel_b_loss import ChannelBLossOutput, channel_b_loss
+from coordexp_train.stage2.channel_b_loss import (
+    ChannelBLossOutput,
+    Stage2CoordWeights,
+    channel_b_loss,
+)
 from coordexp_train.stage2.channel_b_sample import (
     ChannelBSample,
     MatchingOptions,
@@ -35,6 +39,7 @@ __all__ = [
     "MatchingOptions",
     "SoftctxGradMode",
     "SoftctxMode",
+    "Stage2CoordWeights",
     "TeacherForcedSample",
     "build_channel_b_sample",
     "channel_a_logits",
