@@ -1,0 +1,108 @@
+"""One Channel-B update composed from the components, with real HF rollouts of the tiny model."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image
+
+from coordexp_backends import RolloutRequest, create_backend, decode_params
+from coordexp_parse import parse_text, validate_record
+from coordexp_schema.sections.rollout import RolloutMatchingConfig
+from coordexp_schema.sections.stage2_ab import ChannelBConfig
+from coordexp_train.data.batch import collate_rows
+from coordexp_train.data.chat import prompt_messages
+from coordexp_train.data.encode import SampleEncoder
+from coordexp_train.data.prompts import PromptSpec
+from coordexp_train.losses import Stage1LossWeights
+from coordexp_train.model import LoadedModel, load_model_and_processor
+from coordexp_train.stage2 import (
+    build_channel_b_sample,
+    channel_b_loss,
+    placements,
+    step_stats,
+    teacher_forced_sample,
+)
+
+RECORDS = [
+    {
+        "images": [f"{i}.png"],
+        "width": 64,
+        "height": 64,
+        "objects": [
+            {"desc": "blue circle", "bbox_2d": [10 * i, 5, 30 + 10 * i, 40]},
+            {"desc": "red square", "bbox_2d": [40, 40, 63, 63]},
+        ],
+    }
+    for i in range(2)
+]
+ROLLOUT_CFG = RolloutMatchingConfig(max_new_tokens=48, decode_batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    settings = SimpleNamespace(
+        model="builtin:tiny-qwen3-vl", dtype="float32", attn_implementation="sdpa"
+    )
+    cache = tmp_path_factory.getbasetemp() / "coordexp-cache"
+    return load_model_and_processor(settings, cache_dir=cache)
+
+
+def test_a_channel_b_update_from_real_rollouts(loaded: LoadedModel) -> None:
+    prompt = PromptSpec()
+    encoder = SampleEncoder(loaded.processor, prompt=prompt, max_pixels=128 * 128, max_length=4096)
+    tokenizer: Any = loaded.processor.tokenizer  # type: ignore[attr-defined]
+    records = [validate_record(d, source="mem.jsonl", line=i + 1) for i, d in enumerate(RECORDS)]
+    images = [Image.new("RGB", (64, 64), (20 + 100 * i, 90, 40)) for i in range(2)]
+    backend = create_backend(ROLLOUT_CFG, processor=loaded.processor, model=loaded.model)
+    requests = [RolloutRequest(f"s{i}", prompt_messages(prompt), [images[i]]) for i in range(2)]
+    rollouts = backend.generate(requests, decode_params(ROLLOUT_CFG, seed=0))
+
+    forced, samples = [], []
+    for i, (record, rollout) in enumerate(zip(records, rollouts, strict=True)):
+        dataset_sample = encoder.encode(record, images[i], index=i)
+        gts = list(parse_text(encoder.answer(record, i)[0]).objects)
+        sample = build_channel_b_sample(
+            rollout.response_token_ids, gts, tokenizer, ROLLOUT_CFG, ChannelBConfig()
+        )
+        tf = teacher_forced_sample(
+            dataset_sample,
+            sample.targets,
+            loaded.coord_vocab.ids,
+            image_token_id=encoder.image_token_id,
+            spatial_merge_size=encoder.merge_size,
+        )
+        # the rollout saw exactly the prompt the update trains on
+        assert list(rollout.prompt_token_ids) == tf.sample.input_ids[: tf.prompt_length].tolist()
+        forced.append(tf)
+        samples.append(sample)
+    stats = step_stats(samples)
+    assert stats["rollouts"] == 2.0
+    assert stats["rollout_len_max"] <= ROLLOUT_CFG.max_new_tokens
+    assert stats["matched"] + stats["fn"] == 4.0  # every GT is matched or injected
+
+    model = loaded.model
+    model.train()
+    batch = collate_rows([[f.sample for f in forced]], pad_token_id=int(tokenizer.pad_token_id))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+    logits = model(**batch.model_inputs()).logits
+    loss = channel_b_loss(
+        logits.reshape(-1, logits.shape[-1]),
+        placements(batch, forced),
+        torch.tensor(loaded.coord_vocab.ids),
+        Stage1LossWeights(bbox_smoothl1_weight=1.0, bbox_ciou_weight=1.0),
+    )
+    assert torch.isfinite(loss.total)
+    assert {"token_ce", "soft_ce", "bbox_ciou"} <= loss.parts.keys()
+    loss.total.backward()
+    optimizer.step()
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert len(changed) > 10
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.copy_(before[n])
+    model.eval()
