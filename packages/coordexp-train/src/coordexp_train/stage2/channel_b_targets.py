@@ -170,7 +170,7 @@ def channel_b_targets(
     for k, g in enumerate(result.fn):
         gt = gts[g]
         groups.append((answer.fn_coord_positions[k], tuple(gt.coords), gt.kind == "bbox_2d"))
-    groups.sort(key=lambda group: group[0][0] if group[0] else -1)
+    groups.sort(key=lambda group: group[0][0])  # answer order (objects have coords)
 
     positions_out: list[int] = []
     bins_out: list[int] = []
