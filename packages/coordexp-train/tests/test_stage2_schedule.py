@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordexp_train.stage2 import channel_at_step
+from coordexp_train.stage2 import channel_at_step, needs_weight_sync
 
 RATIOS = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 
@@ -85,3 +85,38 @@ def test_bad_arguments_are_refused_with_the_key_named(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         channel_at_step(step, ratio)  # type: ignore[arg-type]
+
+
+@settings(max_examples=100, deadline=None)
+@given(RATIOS, st.integers(min_value=1, max_value=8))
+def test_b_steps_roll_out_with_weights_less_than_k_updates_old(r: float, k: int) -> None:
+    synced, syncs = 0, []
+    for step in range(200):
+        if channel_at_step(step, r) == "B":
+            if needs_weight_sync(step, synced, k):
+                synced = step
+                syncs.append(step)
+            assert step - synced < k
+    # a sync happens only when the weights would otherwise be k updates old
+    previous = [0, *syncs]
+    assert all(s - p >= k for p, s in zip(previous, syncs, strict=False))
+
+
+def test_every_step_sync_pushes_before_each_b_step_after_an_update() -> None:
+    assert not needs_weight_sync(0, 0, 1)  # the engine starts from the checkpoint
+    assert needs_weight_sync(1, 0, 1)
+    assert not needs_weight_sync(5, 3, 3)
+    assert needs_weight_sync(6, 3, 3)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((3, 4, 1), r"synced_step must be in 0\.\.3 \(the current step\), got 4"),
+        ((3, -1, 1), r"synced_step must be in 0\.\.3 \(the current step\), got -1"),
+        ((3, 0, 0), r"stage2_ab\.weight_sync_every_steps must be >= 1, got 0"),
+    ],
+)
+def test_bad_sync_arguments_are_refused(args: tuple[int, int, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        needs_weight_sync(*args)

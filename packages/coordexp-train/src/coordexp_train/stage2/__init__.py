@@ -17,7 +17,7 @@ from coordexp_train.stage2.channel_b_targets import (
     ChannelBTargets,
     channel_b_targets,
 )
-from coordexp_train.stage2.schedule import Channel, channel_at_step
+from coordexp_train.stage2.schedule import Channel, channel_at_step, needs_weight_sync
 from coordexp_train.stage2.softctx import (
     SoftctxGradMode,
     SoftctxMode,
@@ -47,6 +47,7 @@ __all__ = [
     "channel_b_loss",
     "channel_b_targets",
     "expected_coord_embedding",
+    "needs_weight_sync",
     "placements",
     "softctx_inputs_embeds",
     "step_stats",
