@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 from typing import Any
 
@@ -74,9 +75,8 @@ def test_a_channel_b_update_from_real_rollouts(loaded: LoadedModel) -> None:
             loaded.coord_vocab.ids,
             image_token_id=encoder.image_token_id,
             spatial_merge_size=encoder.merge_size,
+            rollout_prompt_ids=rollout.prompt_token_ids,  # checked: the same context
         )
-        # the rollout saw exactly the prompt the update trains on
-        assert list(rollout.prompt_token_ids) == tf.sample.input_ids[: tf.prompt_length].tolist()
         forced.append(tf)
         samples.append(sample)
     stats = step_stats(samples)
@@ -106,3 +106,34 @@ def test_a_channel_b_update_from_real_rollouts(loaded: LoadedModel) -> None:
         for n, p in model.named_parameters():
             p.copy_(before[n])
     model.eval()
+
+
+def test_a_rollout_of_a_differently_sized_image_is_refused(loaded: LoadedModel) -> None:
+    prompt = PromptSpec()
+    encoder = SampleEncoder(loaded.processor, prompt=prompt, max_pixels=128 * 128, max_length=4096)
+    data = {**RECORDS[0], "width": 400, "height": 200}
+    record = validate_record(data, source="big.jsonl", line=3)
+    image = Image.new("RGB", (400, 200), (20, 90, 40))
+    dataset_sample = encoder.encode(record, image, index=0)
+    backend = create_backend(ROLLOUT_CFG, processor=loaded.processor, model=loaded.model)
+    # the backend's processor sizes the image by its own defaults, not template.max_pixels
+    [rollout] = backend.generate(
+        [RolloutRequest("big", prompt_messages(prompt), [image])],
+        decode_params(dataclasses.replace(ROLLOUT_CFG, max_new_tokens=2), seed=0),
+    )
+    tokenizer: Any = loaded.processor.tokenizer  # type: ignore[attr-defined]
+    gts = list(parse_text(encoder.answer(record, 0)[0]).objects)
+    sample = build_channel_b_sample(
+        rollout.response_token_ids, gts, tokenizer, ROLLOUT_CFG, ChannelBConfig()
+    )
+    with pytest.raises(
+        ValueError, match=r"big\.jsonl:3: the rollout's prompt \(\d+ tokens\) is not"
+    ):
+        teacher_forced_sample(
+            dataset_sample,
+            sample.targets,
+            loaded.coord_vocab.ids,
+            image_token_id=encoder.image_token_id,
+            spatial_merge_size=encoder.merge_size,
+            rollout_prompt_ids=rollout.prompt_token_ids,
+        )

@@ -44,6 +44,7 @@ def teacher_forced_sample(
     *,
     image_token_id: int,
     spatial_merge_size: int,
+    rollout_prompt_ids: Sequence[int] | None = None,
 ) -> TeacherForcedSample:
     """Replace a dataset sample's ground-truth answer with a Channel-B answer.
 
@@ -54,16 +55,28 @@ def teacher_forced_sample(
         coord_token_ids: token id of each coord bin (``CoordVocab.ids``).
         image_token_id: the id of ``<|image_pad|>``.
         spatial_merge_size: the image processor's merge size.
+        rollout_prompt_ids: the prompt the rollout was generated from
+            (``Rollout.prompt_token_ids``); when given it must equal the dataset sample's
+            prompt, or the answer would be trained in another context than it was
+            generated in.
 
     Raises:
-        ValueError: ``dataset_sample`` has no supervised label (no answer to replace).
+        ValueError: ``dataset_sample`` has no supervised label (no answer to replace), or
+            ``rollout_prompt_ids`` differs from its prompt.
     """
     supervised = (dataset_sample.labels != IGNORE_INDEX).nonzero()
     if not supervised.numel():
         raise ValueError(f"{dataset_sample.source}: the sample has no supervised answer to replace")
     prompt_length = int(supervised[0])
+    prompt = dataset_sample.input_ids[:prompt_length]
+    if rollout_prompt_ids is not None and list(rollout_prompt_ids) != prompt.tolist():
+        raise ValueError(
+            f"{dataset_sample.source}: the rollout's prompt ({len(rollout_prompt_ids)} tokens) "
+            f"is not the training prompt ({prompt_length} tokens); roll out the image at the "
+            "size the dataset encoder gives it (template.max_pixels / min_pixels)"
+        )
     answer = torch.tensor(targets.token_ids, dtype=torch.long)
-    input_ids = torch.cat([dataset_sample.input_ids[:prompt_length], answer])
+    input_ids = torch.cat([prompt, answer])
     answer_labels = torch.where(
         torch.tensor(targets.ce_weights) > 0, answer, torch.full_like(answer, IGNORE_INDEX)
     )
