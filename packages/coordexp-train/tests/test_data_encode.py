@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ from coordexp_train.data.encode import IGNORE_INDEX, SampleEncoder
 from coordexp_train.data.prompts import PromptSpec
 from coordexp_train.data.rope import sample_position_ids
 from coordexp_train.data.samples import SampleError
-from coordexp_train.model import LoadedModel, load_model_and_processor
+from coordexp_train.model import LoadedModel
 
 RECORD = {
     "images": ["x.png"],
@@ -29,15 +28,6 @@ RECORD = {
         {"desc": "green triangle", "poly": [10, 90, 30, 60, 50, 90]},
     ],
 }
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    settings_ = SimpleNamespace(
-        model="builtin:tiny-qwen3-vl", dtype="float32", attn_implementation="sdpa"
-    )
-    cache = tmp_path_factory.getbasetemp() / "coordexp-cache"
-    return load_model_and_processor(settings_, cache_dir=cache)
 
 
 class Tiny:

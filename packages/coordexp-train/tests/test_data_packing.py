@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,16 +16,12 @@ from coordexp_train.data.packing import PackedDataset, epoch_order, plan_packs
 from coordexp_train.data.prompts import PromptSpec
 from coordexp_train.data.synthetic import write_synthetic_dataset
 from coordexp_train.data.synthetic_scene import SceneSpec
-from coordexp_train.model import LoadedModel, load_model_and_processor
+from coordexp_train.model import LoadedModel
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    settings_ = SimpleNamespace(
-        model="builtin:tiny-qwen3-vl", dtype="float32", attn_implementation="sdpa"
-    )
-    cache = tmp_path_factory.getbasetemp() / "coordexp-cache"
-    loaded = load_model_and_processor(settings_, cache_dir=cache)
+def loaded(loaded: LoadedModel) -> LoadedModel:
+    """The shared tiny model, in eval mode."""
     loaded.model.eval()
     return loaded
 

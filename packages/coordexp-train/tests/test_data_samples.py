@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from PIL import Image
@@ -13,17 +12,7 @@ from coordexp_train.data.dataset import DetectionDataset
 from coordexp_train.data.encode import SampleEncoder
 from coordexp_train.data.prompts import PromptSpec
 from coordexp_train.data.samples import InvalidReport, SampleError
-from coordexp_train.model import LoadedModel, load_model_and_processor
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    settings = SimpleNamespace(
-        model="builtin:tiny-qwen3-vl", dtype="float32", attn_implementation="sdpa"
-    )
-    return load_model_and_processor(
-        settings, cache_dir=tmp_path_factory.getbasetemp() / "coordexp-cache"
-    )
+from coordexp_train.model import LoadedModel
 
 
 def _encoder(loaded: LoadedModel, max_length: int = 4096) -> SampleEncoder:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from PIL import Image
@@ -13,7 +11,7 @@ from coordexp_train.data.batch import Batch, collate_samples
 from coordexp_train.data.encode import SampleEncoder
 from coordexp_train.data.prompts import PromptSpec
 from coordexp_train.losses import Stage1LossWeights, stage1_loss
-from coordexp_train.model import LoadedModel, load_model_and_processor
+from coordexp_train.model import LoadedModel
 from coordexp_train.stage2 import channel_a_logits
 
 RECORDS = [
@@ -33,15 +31,6 @@ RECORDS = [
         "objects": [{"desc": "red square", "bbox_2d": [0, 0, 40, 40]}],
     },
 ]
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    settings = SimpleNamespace(
-        model="builtin:tiny-qwen3-vl", dtype="float32", attn_implementation="sdpa"
-    )
-    cache = tmp_path_factory.getbasetemp() / "coordexp-cache"
-    return load_model_and_processor(settings, cache_dir=cache)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from coordexp_train.data.chat import prompt_messages
 from coordexp_train.data.encode import SampleEncoder
 from coordexp_train.data.prompts import PromptSpec
 from coordexp_train.losses import Stage1LossWeights
-from coordexp_train.model import LoadedModel, load_model_and_processor
+from coordexp_train.model import LoadedModel
 from coordexp_train.stage2 import (
     build_channel_b_sample,
     channel_b_loss,
@@ -41,15 +40,6 @@ RECORDS = [
     for i in range(2)
 ]
 ROLLOUT_CFG = RolloutMatchingConfig(max_new_tokens=48, decode_batch_size=2)
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    settings = SimpleNamespace(
-        model="builtin:tiny-qwen3-vl", dtype="float32", attn_implementation="sdpa"
-    )
-    cache = tmp_path_factory.getbasetemp() / "coordexp-cache"
-    return load_model_and_processor(settings, cache_dir=cache)
 
 
 def test_a_channel_b_update_from_real_rollouts(loaded: LoadedModel) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import pytest
@@ -21,7 +20,7 @@ from coordexp_match import match
 from coordexp_parse import DetObject, Owner, Role, build_injection, parse_rollout, render_objects
 from coordexp_schema.sections.stage2_ab import ChannelBConfig, ScheduleConfig, Stage2ABConfig
 from coordexp_train.losses import Stage1LossWeights
-from coordexp_train.model import LoadedModel, load_model_and_processor
+from coordexp_train.model import LoadedModel
 from coordexp_train.stage2 import ChannelBTargets, channel_b_loss, channel_b_targets
 
 GTS = [
@@ -61,15 +60,6 @@ class Labelled(NamedTuple):
 class Batch(NamedTuple):
     input_ids: torch.Tensor
     samples: list[Labelled]
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    settings = SimpleNamespace(
-        model="builtin:tiny-qwen3-vl", dtype="float32", attn_implementation="sdpa"
-    )
-    cache = tmp_path_factory.getbasetemp() / "coordexp-cache"
-    return load_model_and_processor(settings, cache_dir=cache)
 
 
 def _batch(loaded: LoadedModel, policy: ChannelBConfig) -> Batch:

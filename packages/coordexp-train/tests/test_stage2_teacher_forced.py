@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from coordexp_train.data.batch import collate_rows
 from coordexp_train.data.encode import IGNORE_INDEX, EncodedSample, SampleEncoder
 from coordexp_train.data.prompts import PromptSpec
 from coordexp_train.losses import Stage1LossWeights
-from coordexp_train.model import LoadedModel, load_model_and_processor
+from coordexp_train.model import LoadedModel
 from coordexp_train.stage2 import build_channel_b_sample, channel_b_loss
 from coordexp_train.stage2.teacher_forced import (
     TeacherForcedSample,
@@ -47,15 +46,6 @@ RECORDS = [
 ]
 INVENTED = DetObject("car", "bbox_2d", (900, 900, 990, 990))
 WEIGHTS = Stage1LossWeights(bbox_smoothl1_weight=1.0, bbox_ciou_weight=1.0)
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    settings = SimpleNamespace(
-        model="builtin:tiny-qwen3-vl", dtype="float32", attn_implementation="sdpa"
-    )
-    cache = tmp_path_factory.getbasetemp() / "coordexp-cache"
-    return load_model_and_processor(settings, cache_dir=cache)
 
 
 def _tokenizer(loaded: LoadedModel) -> Any:
