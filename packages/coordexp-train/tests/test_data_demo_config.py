@@ -47,3 +47,13 @@ def test_demo_config_builds_model_data_and_a_packed_training_batch(
     loss.backward()
     assert torch.isfinite(loss)
     assert plan != pack_plan_from_config(config, splits.train, epoch=1)
+
+    # training.packing_drop_last decides the fate of the epoch's under-filled last packs
+    limits = ["data.train_sample_limit=24", "training.packing_min_fill_ratio=0.99"]
+    keeping = pack_plan_from_config(load_config(DEMO, limits), splits.train, epoch=0)
+    assert keeping.dropped == ()
+    assert sorted(i for p in keeping.packs for i in p) == list(range(24))
+    dropping_cfg = load_config(DEMO, [*limits, "training.packing_drop_last=true"])
+    dropping = pack_plan_from_config(dropping_cfg, splits.train, epoch=0)
+    assert dropping.dropped
+    assert sorted([*dropping.dropped, *(i for p in dropping.packs for i in p)]) == list(range(24))

@@ -156,12 +156,24 @@ def test_oversize_sample_names_its_record_or_gets_its_own_row(dataset: Detection
     assert (longest,) in plan.packs
 
 
-def test_under_filled_packs_are_dropped_and_listed() -> None:
+def test_under_filled_packs_are_dropped_and_listed_under_drop_last() -> None:
     plan = plan_packs([6, 6, 3], ["a", "b", "c"], [0, 1, 2], capacity=10, min_fill_ratio=0.5)
     assert plan.packs == ((0, 2), (1,))
-    plan = plan_packs([6, 6, 3], ["a", "b", "c"], [0, 1, 2], capacity=10, min_fill_ratio=0.7)
+    plan = plan_packs(
+        [6, 6, 3], ["a", "b", "c"], [0, 1, 2], capacity=10, min_fill_ratio=0.7, drop_last=True
+    )
     assert plan.packs == ((0, 2),)
     assert plan.dropped == (1,)
+
+
+def test_under_filled_packs_are_the_epochs_last_packs_without_drop_last() -> None:
+    # sample 0 fills half a pack: carried to the end of the epoch, then trained
+    plan = plan_packs([5, 9], ["a", "b"], [0, 1], capacity=10, min_fill_ratio=0.8)
+    assert plan.packs == ((1,), (0,))
+    assert plan.dropped == ()
+    plan = plan_packs([6, 6, 3], list("abc"), [0, 1, 2], capacity=10, min_fill_ratio=0.7)
+    assert plan.packs == ((0, 2), (1,))
+    assert plan.dropped == ()
 
 
 @settings(max_examples=30, deadline=None)

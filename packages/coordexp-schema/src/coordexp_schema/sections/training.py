@@ -65,10 +65,20 @@ class TrainingArgs:
         None, gt=0, doc="Capacity of one pack in tokens; null: `global_max_length`."
     )
     packing_min_fill_ratio: float = knob(
-        0.0, ge=0, le=1, doc="A pack filled below this fraction of its capacity is not emitted."
+        0.0,
+        ge=0,
+        le=1,
+        doc=(
+            "A pack filled below this fraction of its capacity is carried to the next packing "
+            "call (post-rollout) or to the end of the epoch (Stage 1) and packed again."
+        ),
     )
     packing_drop_last: bool = knob(
-        False, doc="Carry an under-filled last pack over to the next step instead of emitting it."
+        False,
+        doc=(
+            "At the end of the epoch, drop (and report) the packs still below "
+            "`packing_min_fill_ratio` instead of training on them."
+        ),
     )
     packing_oversize: Literal["error", "own_pack"] = knob(
         "error",

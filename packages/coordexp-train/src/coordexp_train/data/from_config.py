@@ -9,7 +9,8 @@ Mapping from config to pipeline:
   built-in synthetic datasets; ``data.image_root``, ``data.on_invalid`` and
   ``data.*_sample_limit`` as documented in the schema.
 * ``training.packing_length`` (default ``global_max_length``), ``packing_oversize``,
-  ``packing_min_fill_ratio`` and ``training.seed`` → the Stage-1 pack plan of an epoch.
+  ``packing_min_fill_ratio``, ``packing_drop_last`` and ``training.seed`` → the Stage-1
+  pack plan of an epoch.
 """
 
 from __future__ import annotations
@@ -92,4 +93,5 @@ def pack_plan_from_config(
         capacity=training.packing_length or config.global_max_length,
         oversize=training.packing_oversize,
         min_fill_ratio=training.packing_min_fill_ratio,
+        drop_last=training.packing_drop_last,
     )

@@ -12,8 +12,11 @@ Policies:
 * ``oversize="error"`` — a sample longer than ``capacity`` stops the plan, naming its
   record; ``"own_pack"`` — it gets a row of its own, longer than ``capacity`` (samples are
   never truncated; every sample already fits ``global_max_length``).
-* ``min_fill_ratio`` — packs filled below it are left out of this plan (their samples are
-  listed in :attr:`PackPlan.dropped`); lone oversize packs are always kept.
+* ``min_fill_ratio`` and ``drop_last`` — the epoch is one call of coordexp-pack's
+  :class:`~coordexp_pack.CarryPacker`: packs filled below the ratio are carried to the
+  end of the epoch and packed together again; what is still below the ratio then is
+  dropped (listed in :attr:`PackPlan.dropped`) under ``drop_last``, else trained as the
+  epoch's last packs. Lone oversize packs are never carried.
 
 The plan is a pure function of its inputs; :func:`epoch_order` gives the seeded sample
 order of an epoch.
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 
 from torch.utils.data import Dataset
 
-from coordexp_pack import OversizePolicy, Segment, pack_segments
+from coordexp_pack import CarryPacker, OversizePolicy, Segment
 from coordexp_train.data.dataset import DetectionDataset
 from coordexp_train.data.encode import EncodedSample
 
@@ -63,6 +66,7 @@ def plan_packs(
     capacity: int,
     oversize: OversizePolicy = "error",
     min_fill_ratio: float = 0.0,
+    drop_last: bool = False,
 ) -> PackPlan:
     """Pack the samples ``order`` lists (dataset indices) into packs of ``capacity`` tokens.
 
@@ -72,24 +76,24 @@ def plan_packs(
         order: the dataset indices to pack, in input order.
         capacity: tokens per pack.
         oversize: ``error`` or ``own_pack`` (see the module docstring).
-        min_fill_ratio: leave out packs filled below this fraction.
+        min_fill_ratio: carry packs filled below this fraction to the end of the epoch.
+        drop_last: drop the packs still below ``min_fill_ratio`` at the end of the epoch
+            (else they are the epoch's last packs).
 
     Raises:
         ValueError: under ``error``, a sample longer than ``capacity``: the message names
             the record, its length, the capacity and the settings to change.
     """
     segments = [Segment(f"{sources[i]} (sample {i})", lengths[i]) for i in order]
-    packs = pack_segments(segments, capacity, oversize)
     position = {segment.id: order[k] for k, segment in enumerate(segments)}
-    kept: list[tuple[int, ...]] = []
-    dropped: list[int] = []
-    for p in packs:
-        members = tuple(position[s.id] for s in p.segments)
-        if p.oversize or p.fill >= min_fill_ratio:
-            kept.append(members)
-        else:
-            dropped.extend(members)
-    return PackPlan(packs=tuple(kept), dropped=tuple(dropped), capacity=capacity)
+    packer = CarryPacker(
+        capacity, min_fill_ratio=min_fill_ratio, drop_last=drop_last, oversize=oversize
+    )
+    epoch = packer.add(segments)
+    end = packer.flush()
+    kept = tuple(tuple(position[s.id] for s in p.segments) for p in (*epoch.packs, *end.packs))
+    dropped = tuple(position[s.id] for s in end.dropped)
+    return PackPlan(packs=kept, dropped=dropped, capacity=capacity)
 
 
 class PackedDataset(Dataset[list[EncodedSample]]):
