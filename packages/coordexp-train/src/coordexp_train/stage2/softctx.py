@@ -111,7 +111,8 @@ def softctx_inputs_embeds(
         raise ValueError("a coord token at position 0 has no preceding prediction")
     batch_idx, pos_idx = coord_mask.nonzero(as_tuple=True)
     ids = coord_token_ids.to(logits.device).long()
-    coord_logits = logits[batch_idx, pos_idx - 1][:, ids]
+    # one gather of the [K, 1000] coord columns, never a [K, V] copy of whole rows
+    coord_logits = logits[batch_idx[:, None], (pos_idx - 1)[:, None], ids[None, :]]
     mixed = expected_coord_embedding(
         coord_logits,
         embedding_weight[ids],
