@@ -133,6 +133,15 @@ def test_limit_keeps_the_first_valid_samples(loaded: LoadedModel, folder: Path) 
     assert [r.record.source for r in ds.refs] == [f"{path}:1", f"{path}:2"]
 
 
+def test_records_after_the_limit_are_never_read(loaded: LoadedModel, folder: Path) -> None:
+    path = _write(folder, [_good("ok.png"), _good("ok.png"), "{not json", _good("missing.png")])
+    ds = DetectionDataset(path, _encoder(loaded), limit=2)
+    assert len(ds) == 2
+    assert ds.report.total == 0
+    with pytest.raises(SampleError, match=rf"{path}:3"):
+        DetectionDataset(path, _encoder(loaded), limit=3)
+
+
 def test_decode_failure_after_the_check_still_names_the_record(
     loaded: LoadedModel, folder: Path
 ) -> None:

@@ -63,8 +63,6 @@ class DetectionDataset(Dataset[EncodedSample]):
         self.refs: list[SampleRef] = []
         self.lengths: list[int] = []
         for ref in candidates:
-            if limit is not None and len(self.refs) >= limit:
-                break
             try:
                 length = encoder.measure(ref.record, len(self.refs))
             except SampleError as e:
@@ -74,6 +72,8 @@ class DetectionDataset(Dataset[EncodedSample]):
                 continue
             self.refs.append(ref)
             self.lengths.append(length)
+            if limit is not None and len(self.refs) >= limit:
+                break  # the records after the limit are never read
 
     def __len__(self) -> int:
         return len(self.refs)

@@ -31,7 +31,7 @@ from typing import Literal, TypeAlias
 
 from PIL import Image, UnidentifiedImageError
 
-from coordexp_parse import Record, RecordError, read_records
+from coordexp_parse import JsonlRecords, Record, RecordError
 
 OnInvalid: TypeAlias = Literal["error", "skip"]
 INVALID_REASONS = (
@@ -110,6 +110,9 @@ def iter_sample_refs(
 ) -> Iterator[SampleRef]:
     """Read, validate and image-check the records of ``jsonl``, yielding them in file order.
 
+    Lazy: a record is read only when the caller asks for the next sample, so a caller that
+    stops early (a sample limit) never sees problems in the records after it.
+
     Args:
         jsonl: the records file.
         report: where skipped samples are counted (under ``skip``).
@@ -126,13 +129,19 @@ def iter_sample_refs(
             f"records file {jsonl} does not exist (data.train_jsonl / data.val_jsonl)"
         )
     root = image_root if image_root is not None else jsonl.parent
-    try:
-        records, skipped = read_records(jsonl, on_invalid)
-    except RecordError as e:
-        raise _contract_error(e) from e
-    for err in skipped:
-        report.add(_contract_error(err))
-    for record in records:
+    reader = JsonlRecords(jsonl, on_invalid)
+    records = iter(reader)
+    reported = 0
+    while True:
+        try:
+            record = next(records, None)
+        except RecordError as e:
+            raise _contract_error(e) from e
+        for err in reader.skipped[reported:]:
+            report.add(_contract_error(err))
+        reported = len(reader.skipped)
+        if record is None:
+            return
         try:
             path = check_image(record, root)
         except SampleError as e:
