@@ -14,7 +14,14 @@ from coordexp_backends.errors import RolloutError
 from coordexp_backends.prompts import make_detector, prompt_text, stop_token_ids, tokenizer_of
 from coordexp_backends.repeat_terminate import RepeatTerminate
 from coordexp_backends.responses import EngineAnswer, make_rollouts
-from coordexp_backends.rollout import DecodeParams, Rollout, RolloutRequest, Timings
+from coordexp_backends.rollout import (
+    DecodeParams,
+    Rollout,
+    RolloutRequest,
+    Timings,
+    check_decode_batch_size,
+    microbatches,
+)
 
 
 class RepeatTerminateLogits(LogitsProcessor):
@@ -60,11 +67,9 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, model: Any, processor: Any, decode_batch_size: int) -> None:
-        if decode_batch_size < 1:
-            raise ValueError(f"decode_batch_size must be >= 1, got {decode_batch_size}")
         self.model = model
         self.processor = processor
-        self.decode_batch_size = decode_batch_size
+        self.decode_batch_size = check_decode_batch_size(decode_batch_size)
         self._tokenizer = tokenizer_of(processor)
         self._stop_ids = stop_token_ids(model.generation_config)
 
@@ -74,9 +79,8 @@ class HFBackend:
         self.model.eval()
         try:
             out: list[Rollout] = []
-            for i in range(0, len(requests), self.decode_batch_size):
-                batch = requests[i : i + self.decode_batch_size]
-                out.extend(self._generate_batch(batch, params, i // self.decode_batch_size))
+            for offset, batch in microbatches(requests, self.decode_batch_size):
+                out.extend(self._generate_batch(batch, params, offset // self.decode_batch_size))
             return out
         finally:
             self.model.train(was_training)
@@ -126,11 +130,11 @@ class HFBackend:
     ) -> list[Rollout]:
         inputs = self._inputs(batch)
         prompt_len = inputs["input_ids"].shape[1]
-        detectors = [make_detector(params, self._tokenizer) for _ in batch]
         processors = LogitsProcessorList()
         if params.repeat_terminate is not None:
-            live = [d for d in detectors if d is not None]
-            processors.append(RepeatTerminateLogits(live, prompt_len, self._stop_ids[0]))
+            made = (make_detector(params, self._tokenizer) for _ in batch)
+            detectors = [d for d in made if d is not None]
+            processors.append(RepeatTerminateLogits(detectors, prompt_len, self._stop_ids[0]))
         rng = torch.random.fork_rng() if params.seed is not None else nullcontext()
         start = time.perf_counter()
         with rng, torch.no_grad():

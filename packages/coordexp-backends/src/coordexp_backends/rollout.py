@@ -120,3 +120,22 @@ class Rollout:
             "response_text": self.response_text,
             "finish_reason": self.finish_reason,
         }
+
+
+def microbatches(
+    requests: Sequence[RolloutRequest], size: int
+) -> list[tuple[int, list[RolloutRequest]]]:
+    """Split ``requests`` into contiguous runs of ``size``: ``(offset of the run, run)``.
+
+    Raises:
+        ValueError: ``size`` < 1 (``rollout_matching.decode_batch_size``).
+    """
+    check_decode_batch_size(size)
+    return [(i, list(requests[i : i + size])) for i in range(0, len(requests), size)]
+
+
+def check_decode_batch_size(size: int) -> int:
+    """Return ``size`` if it is a valid ``decode_batch_size`` (>= 1), else raise ValueError."""
+    if size < 1:
+        raise ValueError(f"decode_batch_size must be >= 1, got {size}")
+    return size

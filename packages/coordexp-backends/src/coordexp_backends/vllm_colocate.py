@@ -12,7 +12,14 @@ from coordexp_backends import vllm_adapter as adapter
 from coordexp_backends.errors import RolloutError
 from coordexp_backends.prompts import encode_text, prompt_text, stop_token_ids, tokenizer_of
 from coordexp_backends.responses import make_rollouts
-from coordexp_backends.rollout import DecodeParams, Rollout, RolloutRequest, Timings
+from coordexp_backends.rollout import (
+    DecodeParams,
+    Rollout,
+    RolloutRequest,
+    Timings,
+    check_decode_batch_size,
+    microbatches,
+)
 from coordexp_backends.weights import SyncPlan, named_weights
 
 
@@ -48,10 +55,8 @@ class VLLMColocateBackend:
         sleep_level: int = 0,
         sync: SyncPlan | None = None,
     ) -> None:
-        if decode_batch_size < 1:
-            raise ValueError(f"decode_batch_size must be >= 1, got {decode_batch_size}")
         self.processor = processor
-        self.decode_batch_size = decode_batch_size
+        self.decode_batch_size = check_decode_batch_size(decode_batch_size)
         self.sleep_level = sleep_level
         self.sync = sync or SyncPlan()
         if sleep_level > 0:
@@ -72,9 +77,8 @@ class VLLMColocateBackend:
     def generate(self, requests: Sequence[RolloutRequest], params: DecodeParams) -> list[Rollout]:
         """Roll out every request, in request order (see `RolloutBackend.generate`)."""
         out: list[Rollout] = []
-        for start in range(0, len(requests), self.decode_batch_size):
-            batch = requests[start : start + self.decode_batch_size]
-            out.extend(self._generate_batch(batch, params, start))
+        for offset, batch in microbatches(requests, self.decode_batch_size):
+            out.extend(self._generate_batch(batch, params, offset))
         return out
 
     def _generate_batch(

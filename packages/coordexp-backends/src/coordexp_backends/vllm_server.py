@@ -17,7 +17,14 @@ from coordexp_backends.errors import RolloutError, ServerError
 from coordexp_backends.fleet import Fleet
 from coordexp_backends.prompts import stop_token_ids, text_prompt_ids, tokenizer_of
 from coordexp_backends.responses import EngineAnswer, make_rollouts
-from coordexp_backends.rollout import DecodeParams, Rollout, RolloutRequest, Timings
+from coordexp_backends.rollout import (
+    DecodeParams,
+    Rollout,
+    RolloutRequest,
+    Timings,
+    check_decode_batch_size,
+    microbatches,
+)
 from coordexp_backends.weights import SyncPlan
 
 log = logging.getLogger(__name__)
@@ -74,11 +81,9 @@ class VLLMServerBackend:
         weights_dir: str | Path | None = None,
         sync: SyncPlan | None = None,
     ) -> None:
-        if decode_batch_size < 1:
-            raise ValueError(f"decode_batch_size must be >= 1, got {decode_batch_size}")
         self.fleet = Fleet(list(servers))
         self.processor = processor
-        self.decode_batch_size = decode_batch_size
+        self.decode_batch_size = check_decode_batch_size(decode_batch_size)
         self.stop_ids = tuple(stop_ids)
         self.timeout_s = timeout_s
         self.infer_timeout_s = infer_timeout_s
@@ -131,12 +136,11 @@ class VLLMServerBackend:
         """Roll out every request, in request order (see the class docstring)."""
         if not self._ready:
             self.check_health()
-        b = self.decode_batch_size
-        chunks = [list(requests[i : i + b]) for i in range(0, len(requests), b)]
+        chunks = microbatches(requests, self.decode_batch_size)
         with ThreadPoolExecutor(max_workers=max(1, len(chunks))) as pool:
             futures = [
-                pool.submit(self._run_chunk, n, chunk, params, n * b)
-                for n, chunk in enumerate(chunks)
+                pool.submit(self._run_chunk, n, chunk, params, offset)
+                for n, (offset, chunk) in enumerate(chunks)
             ]
             errors = [f.exception() for f in futures]
         for error in errors:
