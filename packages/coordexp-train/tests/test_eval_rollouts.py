@@ -16,8 +16,9 @@ from coordexp_train.data.prompts import PromptSpec
 from coordexp_train.data.synthetic import write_synthetic_dataset
 from coordexp_train.data.synthetic_scene import SceneSpec
 from coordexp_train.evaluation.ground_truth import GroundTruthImage, load_ground_truth
-from coordexp_train.evaluation.rollouts import rollout_predictions, set_image_size
+from coordexp_train.evaluation.rollouts import rollout_predictions
 from coordexp_train.model.loading import load_model_and_processor
+from coordexp_train.model.processor import set_image_size
 
 GREEDY = DecodeParams(max_new_tokens=12)
 

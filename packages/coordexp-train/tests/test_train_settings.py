@@ -26,7 +26,7 @@ from coordexp_train.param_groups import (
 )
 from coordexp_train.settings import (
     UnsupportedSetting,
-    check_stage1_supported,
+    check_supported,
     group_settings,
     stage1_loss_weights,
 )
@@ -127,7 +127,7 @@ def test_unsupported_settings_fail_before_anything_is_built(
     tmp_path: Path, sections: dict[str, dict[str, object]], match: str
 ) -> None:
     with pytest.raises(UnsupportedSetting, match=match):
-        check_stage1_supported(_config(tmp_path, **sections))
+        check_supported(_config(tmp_path, **sections))
 
 
 def test_loss_weights_come_from_the_custom_section(tmp_path: Path) -> None:

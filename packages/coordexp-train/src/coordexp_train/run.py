@@ -1,8 +1,8 @@
-"""One Stage-1 training run, composed from the package's components.
+"""One training run (Stage 1, rollout-matching SFT or Stage-2 AB), composed from components.
 
 Order (each step fails with an actionable message before the next, costlier one starts):
 
-1. config-time refusals (:func:`coordexp_train.settings.check_stage1_supported`);
+1. config-time refusals (:func:`coordexp_train.settings.check_supported`);
 2. ``TrainingArguments`` (accumulation for the actual world size, DeepSpeed file);
 3. the resume checkpoint, if one is asked for;
 4. seed; then, on the first process of each node before the others (so a cache is
@@ -13,6 +13,10 @@ Order (each step fails with an actionable message before the next, costlier one 
 5. freezing of the configured parameter groups;
 6. ``Stage1Trainer.train`` (progress bar, JSONL metrics, checkpoints), the final save
    under ``<output_dir>/final`` and a :class:`~coordexp_train.summary.RunSummary`.
+
+The rollout variants differ in steps 4 and 6 only: the processor sizes images from the
+template, the data are rollout items (:mod:`coordexp_train.stage2.setup`) and the trainer
+is :class:`~coordexp_train.stage2.trainer.Stage2Trainer` with its rollout backend.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PrinterCallback, set_seed
 
+from coordexp_backends import RolloutError
 from coordexp_schema import TrainingConfig
 from coordexp_train.arguments import (
     BatchSizeError,
@@ -34,16 +40,21 @@ from coordexp_train.arguments import (
 from coordexp_train.checkpoints import FINAL_DIR, checkpoints, resolve_resume
 from coordexp_train.metrics_log import METRICS_FILE, JsonlMetrics
 from coordexp_train.model import CoordVocabError, ExpandVocabError, load_model_and_processor
+from coordexp_train.model.processor import set_image_size
 from coordexp_train.param_groups import apply_freezing
 from coordexp_train.progress import ProgressBar
 from coordexp_train.settings import (
     UnsupportedSetting,
-    check_stage1_supported,
+    check_supported,
     group_settings,
     stage1_loss_weights,
+    stage2_settings,
 )
 from coordexp_train.stage1_data import DATA_ERRORS, build_stage1_data, prepare_data_files
 from coordexp_train.stage1_trainer import Stage1Trainer
+from coordexp_train.stage2.progress import Stage2ProgressBar
+from coordexp_train.stage2.setup import build_runtime, build_stage2_data, check_start_checkpoint
+from coordexp_train.stage2.trainer import Stage2Trainer
 from coordexp_train.summary import RunSummary
 
 logger = logging.getLogger(__name__)
@@ -55,15 +66,16 @@ RUNTIME_ERRORS: tuple[type[Exception], ...] = (
     CoordVocabError,
     ExpandVocabError,
     FileNotFoundError,
+    RolloutError,
     *DATA_ERRORS,
 )
 
 
 def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary | None:
-    """Run Stage-1 training for ``cfg``.
+    """Run training for ``cfg`` (any ``custom.trainer_variant``).
 
     Args:
-        cfg: a validated config with ``custom.trainer_variant: stage1_sft``.
+        cfg: a validated config.
         cache_dir: cache root for built-in models (default: ``COORDEXP_CACHE_DIR`` or
             ``~/.cache/coordexp``).
 
@@ -74,7 +86,8 @@ def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary |
         UnsupportedSetting, CoordVocabError, FileNotFoundError, or a data error (see
         :data:`RUNTIME_ERRORS`), each naming what to change.
     """
-    check_stage1_supported(cfg)
+    check_supported(cfg)
+    stage1 = cfg.custom.trainer_variant == "stage1_sft"
     args = build_training_arguments(cfg, world_size_from_env())
     output_dir = Path(cfg.training.output_dir)
     resume = resolve_resume(cfg.training.resume_from_checkpoint, output_dir)
@@ -82,28 +95,45 @@ def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary |
     # the first process of each node fills the cache (built-in model and datasets) alone
     with args.main_process_first(desc="model and data preparation"):
         data_files = prepare_data_files(cfg, cache_dir)
+        if not stage1:
+            check_start_checkpoint(cfg.model.model)
         loaded = load_model_and_processor(
             cfg.model, coord_token_mode=cfg.custom.coord_token_mode, cache_dir=cache_dir
         )
-        data = build_stage1_data(cfg, loaded, cache_dir)
+        set_image_size(loaded.processor, cfg.template.max_pixels, cfg.template.min_pixels)
+        if stage1:
+            data = build_stage1_data(cfg, loaded, cache_dir)
+        else:
+            data = build_stage2_data(cfg, loaded, cache_dir)
     groups = group_settings(cfg)
     apply_freezing(loaded.model, groups.frozen)
     for split, report in data.skipped.items():
         logger.warning("%s: %s", split, report.summary())
 
     metrics = JsonlMetrics(output_dir / METRICS_FILE)
-    trainer = Stage1Trainer(
-        model=loaded.model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
-        data_collator=data.collator,
-        processing_class=loaded.processor,
-        callbacks=[metrics, ProgressBar()],
-        coord_token_ids=torch.tensor(loaded.coord_vocab.ids),
-        loss_weights=stage1_loss_weights(cfg.custom),
-        group_settings=groups,
-    )
+    common: dict[str, Any] = {
+        "model": loaded.model,
+        "args": args,
+        "train_dataset": data.train,
+        "eval_dataset": data.eval,
+        "data_collator": data.collator,
+        "processing_class": loaded.processor,
+        "callbacks": [metrics, ProgressBar() if stage1 else Stage2ProgressBar()],
+        "coord_token_ids": torch.tensor(loaded.coord_vocab.ids),
+        "group_settings": groups,
+    }
+    if stage1:
+        trainer: Stage1Trainer = Stage1Trainer(
+            **common, loss_weights=stage1_loss_weights(cfg.custom)
+        )
+    else:
+        settings = stage2_settings(cfg)
+        trainer = Stage2Trainer(
+            **common,
+            loss_weights=settings.weights,
+            settings=settings,
+            runtime=build_runtime(cfg, loaded),
+        )
     trainer.remove_callback(PrinterCallback)  # the progress bar and metrics.jsonl report logs
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)

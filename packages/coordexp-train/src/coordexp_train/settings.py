@@ -1,13 +1,23 @@
-"""Config sections → the trainer's own settings, and what Stage 1 does not support yet.
+"""Config sections → the trainers' own settings, and what the trainers do not support yet.
 
 Shape and value checks belong to coordexp-schema; this module only refuses combinations the
-Stage-1 trainer cannot run (a config-time fact about this code, checked before anything is
-built) and translates sections into loss weights and parameter-group settings.
+trainers cannot run (a config-time fact about this code, checked before anything is
+built) and translates sections into loss weights, parameter-group settings and the Stage-2
+settings.
 """
 
 from __future__ import annotations
 
-from coordexp_schema import CustomConfig, TrainingConfig
+import dataclasses
+from dataclasses import dataclass
+
+from coordexp_schema import (
+    ChannelBConfig,
+    CustomConfig,
+    RolloutMatchingConfig,
+    Stage2ABConfig,
+    TrainingConfig,
+)
 from coordexp_train.losses import Stage1LossWeights
 from coordexp_train.param_groups import GroupName, GroupSettings
 
@@ -16,17 +26,18 @@ class UnsupportedSetting(ValueError):
     """A valid config asks for something this trainer does not implement (yet)."""
 
 
-def check_stage1_supported(cfg: TrainingConfig) -> None:
-    """Refuse what the Stage-1 trainer cannot run, naming the dotted config path.
+def check_supported(cfg: TrainingConfig) -> None:
+    """Refuse what the trainers cannot run, naming the dotted config path.
 
     Raises:
-        UnsupportedSetting: another trainer variant, LoRA, or quantized weights.
+        UnsupportedSetting: LoRA, quantized weights, or ``rollout_matching.decode_mode:
+            beam`` (no rollout backend implements beam search).
     """
-    variant = cfg.custom.trainer_variant
-    if variant != "stage1_sft":
+    rollout = cfg.rollout_matching
+    if rollout is not None and rollout.decode_mode == "beam":
         raise UnsupportedSetting(
-            f"custom.trainer_variant: {variant!r} is not implemented by this version of "
-            "coordexp-train (only 'stage1_sft' is); use a Stage-1 config"
+            "rollout_matching.decode_mode: 'beam' is not supported by the rollout backends; "
+            "use greedy or sample"
         )
     if cfg.tuner.train_type == "lora":
         raise UnsupportedSetting(
@@ -73,4 +84,69 @@ def group_settings(cfg: TrainingConfig) -> GroupSettings:
     }
     return GroupSettings(
         frozen=frozenset(frozen), learning_rates=rates, weight_decay=t.weight_decay
+    )
+
+
+@dataclass(frozen=True)
+class Stage2Settings:
+    """What the Stage-2 trainer reads from the config (both rollout variants).
+
+    Attributes:
+        rollout: the normalised ``rollout_matching`` section (``rollout_matching_cfg``).
+        b_ratio: ``stage2_ab.schedule.b_ratio``; 1.0 for ``rollout_matching_sft`` (every
+            step is a Channel-B step).
+        stage2_ab: the ``stage2_ab`` section; None for ``rollout_matching_sft``.
+        channel_b: the Channel-B mask policy (``stage2_ab.channel_b``, or its defaults).
+        weights: the coordinate terms of both channels: ``custom``'s, with the box weights
+            of ``stage2_ab`` when that section is present.
+        pack_capacity: post-rollout pack capacity (``training.packing_length`` or
+            ``global_max_length``).
+        rollout_seed: base seed of rollout sampling (``rollout_matching.decoding.seed``,
+            else ``training.seed``); the optimizer step is added to it.
+        weight_sync_every_steps: ``stage2_ab.weight_sync_every_steps`` (1 without it).
+        field_order: ``template.object_field_order`` of injected objects.
+    """
+
+    rollout: RolloutMatchingConfig
+    b_ratio: float
+    stage2_ab: Stage2ABConfig | None
+    channel_b: ChannelBConfig
+    weights: Stage1LossWeights
+    pack_capacity: int
+    rollout_seed: int
+    weight_sync_every_steps: int
+    field_order: str
+
+
+def stage2_settings(cfg: TrainingConfig) -> Stage2Settings:
+    """The Stage-2 settings of a ``rollout_matching_sft`` / ``stage2_ab_training`` config.
+
+    Raises:
+        UnsupportedSetting: ``cfg`` has no ``rollout_matching`` section (a Stage-1 config).
+    """
+    rollout = cfg.rollout_matching
+    if rollout is None:
+        raise UnsupportedSetting(
+            f"custom.trainer_variant: {cfg.custom.trainer_variant!r} has no rollout_matching "
+            "section; the Stage-2 trainer needs rollout_matching_sft or stage2_ab_training"
+        )
+    ab = cfg.stage2_ab
+    weights = stage1_loss_weights(cfg.custom)
+    if ab is not None:
+        weights = dataclasses.replace(
+            weights,
+            bbox_smoothl1_weight=ab.bbox_smoothl1_weight,
+            bbox_ciou_weight=ab.bbox_ciou_weight,
+        )
+    seed = rollout.decoding.seed
+    return Stage2Settings(
+        rollout=rollout,
+        b_ratio=ab.schedule.b_ratio if ab is not None else 1.0,
+        stage2_ab=ab,
+        channel_b=ab.channel_b if ab is not None else ChannelBConfig(),
+        weights=weights,
+        pack_capacity=cfg.training.packing_length or cfg.global_max_length,
+        rollout_seed=seed if seed is not None else cfg.training.seed,
+        weight_sync_every_steps=ab.weight_sync_every_steps if ab is not None else 1,
+        field_order=cfg.template.object_field_order,
     )

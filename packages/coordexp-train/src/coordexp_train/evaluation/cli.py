@@ -87,8 +87,9 @@ def _model_predictions(
     """Load the model (heavy imports only here) and answer every image greedily."""
     from coordexp_backends import DecodeParams, HFBackend
     from coordexp_train.data.prompts import PromptSpec
-    from coordexp_train.evaluation.rollouts import rollout_predictions, set_image_size
+    from coordexp_train.evaluation.rollouts import rollout_predictions
     from coordexp_train.model.loading import load_model_and_processor
+    from coordexp_train.model.processor import set_image_size
 
     loaded = load_model_and_processor(
         _ModelSettings(args.model, args.dtype, "sdpa"), coord_token_mode=args.coord_token_mode

@@ -4,14 +4,13 @@ Any ``coordexp_backends.RolloutBackend`` works (HF, vLLM colocate, vLLM server).
 image becomes one ``RolloutRequest`` whose id is the image id, with the training prompt
 (``coordexp_train.data.chat.prompt_messages``) and the image as stored (RGB); image
 sizing is the backend processor's, so set it to the training ``template.min_pixels`` /
-``template.max_pixels`` with ``set_image_size``. Each answer is parsed with
+``template.max_pixels`` with ``coordexp_train.model.set_image_size``. Each answer is parsed with
 ``coordexp_parse.parse_text``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from PIL import Image
 from tqdm import tqdm
@@ -21,24 +20,6 @@ from coordexp_train.data.chat import prompt_messages
 from coordexp_train.data.prompts import PromptSpec
 from coordexp_train.evaluation.ground_truth import GroundTruthImage
 from coordexp_train.evaluation.predictions import ImagePrediction, prediction_from_text
-
-
-def set_image_size(processor: Any, max_pixels: int, min_pixels: int | None = None) -> None:
-    """Make ``processor`` resize images as training does (``template.*_pixels``).
-
-    ``min_pixels`` None means one merged patch (``(patch_size * merge_size)²``), the
-    training default. Raises ValueError when ``max_pixels`` is below that or below
-    ``min_pixels``.
-    """
-    image_processor = processor.image_processor
-    factor = int(image_processor.patch_size) * int(image_processor.merge_size)
-    low = min_pixels if min_pixels is not None else factor * factor
-    if max_pixels < max(low, factor * factor):
-        raise ValueError(
-            f"max_pixels must be >= min_pixels ({low}) and >= one merged patch "
-            f"({factor * factor}), got {max_pixels}"
-        )
-    image_processor.size = {"shortest_edge": low, "longest_edge": max_pixels}
 
 
 def _request(image: GroundTruthImage, prompt: PromptSpec) -> RolloutRequest:

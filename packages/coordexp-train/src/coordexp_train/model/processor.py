@@ -8,6 +8,7 @@ sides are multiples of ``patch_size * merge_size`` with the pixel count inside
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from transformers import AutoProcessor, PreTrainedTokenizerBase, ProcessorMixin, Qwen3VLProcessor
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
@@ -71,3 +72,25 @@ def load_processor(directory: Path) -> ProcessorMixin:
             "(or chat_template.json) from the original checkpoint"
         )
     return processor
+
+
+def set_image_size(processor: Any, max_pixels: int, min_pixels: int | None = None) -> None:
+    """Make ``processor`` resize images as training does (``template.*_pixels``).
+
+    Every consumer of the processor that does not pass a size itself (the rollout
+    backends, evaluation) then sizes images exactly as the training encoder does, so a
+    rollout's prompt equals the training prompt of the same image. ``min_pixels`` None
+    means one merged patch (``(patch_size * merge_size)²``), the training default.
+
+    Raises:
+        ValueError: ``max_pixels`` is below one merged patch or below ``min_pixels``.
+    """
+    image_processor = processor.image_processor
+    factor = int(image_processor.patch_size) * int(image_processor.merge_size)
+    low = min_pixels if min_pixels is not None else factor * factor
+    if max_pixels < max(low, factor * factor):
+        raise ValueError(
+            f"max_pixels must be >= min_pixels ({low}) and >= one merged patch "
+            f"({factor * factor}), got {max_pixels}"
+        )
+    image_processor.size = {"shortest_edge": low, "longest_edge": max_pixels}

@@ -33,6 +33,7 @@ def channel_a_logits(
     temperature: float = 1.0,
     mode: SoftctxMode = "soft",
     grad_mode: SoftctxGradMode = "unroll",
+    last_forward: nn.Module | None = None,
 ) -> torch.Tensor:
     """The logits of the last of ``n_softctx_iter`` soft self-context forwards.
 
@@ -48,6 +49,9 @@ def channel_a_logits(
         mode: ``stage2_ab.softctx_mode``.
         grad_mode: ``stage2_ab.softctx_grad_mode``; with ``em_detach`` the earlier passes
             run without a graph (their distributions are constants).
+        last_forward: the module that runs the last (supervised) pass, e.g. the DDP
+            wrapper of ``model`` so gradients are all-reduced once per step; earlier passes
+            and the embedding hooks use ``model``. Default ``model``.
 
     Returns:
         ``[B, T, V]`` logits of the last pass (deterministic for identical inputs).
@@ -78,18 +82,22 @@ def channel_a_logits(
 
         return hook
 
-    def forward(context: torch.Tensor | None, keep_graph: bool) -> torch.Tensor:
+    def forward(context: torch.Tensor | None, keep_graph: bool, module: nn.Module) -> torch.Tensor:
         handle = None if context is None else embedding.register_forward_hook(hook_for(context))
         try:
             with nullcontext() if keep_graph else torch.no_grad():
-                logits: torch.Tensor = model(**model_inputs).logits
+                logits: torch.Tensor = module(**model_inputs).logits
         finally:
             if handle is not None:
                 handle.remove()
         return logits
 
     detach = grad_mode == "em_detach"
-    logits = forward(None, keep_graph=not detach or n_softctx_iter == 1)
+    last = model if last_forward is None else last_forward
+    logits = forward(
+        None, not detach or n_softctx_iter == 1, last if n_softctx_iter == 1 else model
+    )
     for step in range(1, n_softctx_iter):
-        logits = forward(logits, keep_graph=not detach or step == n_softctx_iter - 1)
+        final = step == n_softctx_iter - 1
+        logits = forward(logits, not detach or final, last if final else model)
     return logits

@@ -27,6 +27,7 @@ from coordexp_train.stage2.channel_b_targets import (
     ChannelBTargets,
     channel_b_targets,
 )
+from coordexp_train.stage2.timing import PhaseTimes
 
 
 class MatchingOptions(Protocol):
@@ -71,6 +72,7 @@ def build_channel_b_sample(
     policy: ChannelBPolicy,
     *,
     field_order: FieldOrder = "desc_first",
+    times: PhaseTimes | None = None,
 ) -> ChannelBSample:
     """Parse, match, inject and label one rollout (a pure function of its inputs).
 
@@ -81,29 +83,35 @@ def build_channel_b_sample(
         matching: ``rollout_matching`` (gate, top-k, costs, mask resolution).
         policy: ``stage2_ab.channel_b``.
         field_order: field order of the injected FN entries.
+        times: when given, the seconds spent in ``parse``, ``match`` and ``targets``
+            (FN injection and target building) are added to it.
 
     Raises:
         ValueError: a ground-truth object cannot be matched or rendered (named by
             ``coordexp_match`` / ``coordexp_parse``).
     """
-    parse = parse_rollout(response_ids, tokenizer)
-    result = match(
-        parse.objects,
-        gts,
-        gate=matching.maskiou_gate,
-        top_k=matching.candidate_top_k,
-        fp_cost=matching.fp_cost,
-        fn_cost=matching.fn_cost,
-        resolution=matching.maskiou_resolution,
-    )
-    answer = build_injection(
-        parse,
-        [gts[j] for j in result.fn],
-        tokenizer,
-        matched=[p for p, _ in result.pairs],
-        field_order=field_order,
-    )
-    targets = channel_b_targets(parse, answer, result, gts, policy)
+    clock = times if times is not None else PhaseTimes()
+    with clock.phase("parse"):
+        parse = parse_rollout(response_ids, tokenizer)
+    with clock.phase("match"):
+        result = match(
+            parse.objects,
+            gts,
+            gate=matching.maskiou_gate,
+            top_k=matching.candidate_top_k,
+            fp_cost=matching.fp_cost,
+            fn_cost=matching.fn_cost,
+            resolution=matching.maskiou_resolution,
+        )
+    with clock.phase("targets"):
+        answer = build_injection(
+            parse,
+            [gts[j] for j in result.fn],
+            tokenizer,
+            matched=[p for p, _ in result.pairs],
+            field_order=field_order,
+        )
+        targets = channel_b_targets(parse, answer, result, gts, policy)
     return ChannelBSample(parse, result, answer, targets, len(response_ids))
 
 

@@ -1,0 +1,112 @@
+"""Building the Stage-2 trainer's data, rollout backend and runtime from a loaded config.
+
+Runtime checks only (the config was validated by coordexp-schema): the rollout backend
+is constructed here (a vLLM server fleet must be reachable within
+``rollout_matching.vllm.server.timeout_s``), and the processor's image size is set from
+the template so rollout prompts equal training prompts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from coordexp_backends import RolloutBackend, create_backend
+from coordexp_schema import TrainingConfig
+from coordexp_train.data import datasets_from_config, encoder_from_config
+from coordexp_train.model import BUILTIN_PREFIX, LoadedModel
+from coordexp_train.stage1_data import Stage1Data
+from coordexp_train.stage2.monitor import MONITOR_DIR, MonitorDump
+from coordexp_train.stage2.rollout_data import RolloutCollator, RolloutDataset
+from coordexp_train.stage2.trainer import Stage2Runtime
+
+#: How the CPU demo's Stage-1 checkpoint is made (named when a start checkpoint is missing).
+STAGE1_DEMO_COMMAND = "uv run coordexp-train --config configs/demo/stage1_tiny.yaml"
+
+#: Where the vLLM server fleet reads synced weights from (under ``training.output_dir``).
+ROLLOUT_WEIGHTS_DIR = "rollout_weights"
+
+
+def check_start_checkpoint(model_ref: str) -> None:
+    """Fail early, with the way out, when Stage 2's starting checkpoint does not exist.
+
+    Raises:
+        FileNotFoundError: ``model_ref`` is a path without ``config.json``; the message
+            says to train Stage 1 first and names the demo's Stage-1 command.
+    """
+    if model_ref.startswith(BUILTIN_PREFIX):
+        return
+    path = Path(model_ref).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"model.model: {model_ref!r} is not a checkpoint (no config.json there). Stage 2 "
+            "starts from a Stage-1 checkpoint: run the Stage-1 config that writes it first "
+            f"(its final model is <training.output_dir>/final); for the CPU demo: "
+            f"{STAGE1_DEMO_COMMAND}"
+        )
+
+
+def build_stage2_data(
+    cfg: TrainingConfig, loaded: LoadedModel, cache_dir: Path | None = None
+) -> Stage1Data:
+    """The Stage-2 datasets: one rollout item per training sample (never pre-packed).
+
+    Channel-B samples are packed after the rollout (``training.packing_length``), so
+    ``training.packing`` does not pack the dataset here; ``per_device_train_batch_size``
+    counts samples.
+
+    Raises:
+        SampleError: under ``data.on_invalid: error``, the first bad sample.
+    """
+    encoder = encoder_from_config(cfg, loaded.processor)
+    splits = datasets_from_config(cfg, encoder, cache_dir=cache_dir)
+    return Stage1Data(
+        train=RolloutDataset(splits.train),
+        eval=splits.val,
+        collator=RolloutCollator(int(loaded.processor.tokenizer.pad_token_id)),
+        num_samples=len(splits.train),
+        skipped={
+            name: split.report
+            for name, split in (("train", splits.train), ("val", splits.val))
+            if split is not None and split.report.total
+        },
+    )
+
+
+def build_backend(cfg: TrainingConfig, loaded: LoadedModel) -> RolloutBackend:
+    """The rollout backend ``rollout_matching`` names, for the loaded model.
+
+    HF generates with the training model itself; vLLM colocate starts from the model's
+    folder; the server fleet reads synced weights from ``<output_dir>/rollout_weights``.
+    """
+    rollout = cfg.rollout_matching
+    if rollout is None:
+        raise ValueError("the Stage-2 trainer needs the rollout_matching section")
+    return create_backend(
+        rollout,
+        processor=loaded.processor,
+        model=loaded.model,
+        model_path=loaded.directory,
+        weights_dir=Path(cfg.training.output_dir) / ROLLOUT_WEIGHTS_DIR,
+    )
+
+
+def build_runtime(cfg: TrainingConfig, loaded: LoadedModel) -> Stage2Runtime:
+    """Backend, tokenizer, prompt and token ids of the Stage-2 trainer."""
+    encoder = encoder_from_config(cfg, loaded.processor)
+    rollout = cfg.rollout_matching
+    monitor = None
+    if rollout is not None and rollout.monitor_dump.enabled:
+        dump = rollout.monitor_dump
+        out = Path(dump.out_dir) if dump.out_dir else Path(cfg.training.output_dir) / MONITOR_DIR
+        monitor = MonitorDump(dump, out)
+    tokenizer: Any = encoder.tokenizer
+    return Stage2Runtime(
+        backend=build_backend(cfg, loaded),
+        tokenizer=tokenizer,
+        prompt=encoder.prompt,
+        image_token_id=encoder.image_token_id,
+        spatial_merge_size=encoder.merge_size,
+        pad_token_id=int(tokenizer.pad_token_id),
+        monitor=monitor,
+    )
