@@ -29,7 +29,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from coordexp_backends import DecodeParams, HFBackend, RolloutRequest
 from coordexp_backends import vllm_adapter as adapter
-from coordexp_backends.prompts import text_prompt_ids
+from coordexp_backends.prompts import checkpoint_stop_ids, text_prompt_ids
 from coordexp_backends.server_cli import LocalServer, free_port
 
 BATCH_SIZES = (1, 4, 16)
@@ -123,7 +123,7 @@ def main() -> None:
         engine |= {"enforce_eager": True, "distributed_executor_backend": "uni"}
     colocate = VLLMColocateBackend(args.model_dir, tokenizer, 16, engine)
     servers = start_servers(2, args.model_dir, args, tmp)
-    stop_ids = VLLMServerBackend.stop_ids_of(args.model_dir)
+    stop_ids = checkpoint_stop_ids(args.model_dir)
     try:
         tokens: dict[tuple[str, int], float] = {}
 

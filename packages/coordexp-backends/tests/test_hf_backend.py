@@ -16,6 +16,7 @@ from coordexp_backends import (
     RolloutError,
     RolloutRequest,
 )
+from coordexp_backends.hf import cuda_indices
 from coordexp_backends.prompts import text_prompt_ids
 
 GREEDY = DecodeParams(max_new_tokens=12)
@@ -206,3 +207,34 @@ def test_a_model_without_eos_is_refused_with_guidance(model: Any, tokenizer: Any
     model.generation_config.eos_token_id = None
     with pytest.raises(ValueError, match="no eos_token_id"):
         HFBackend(model, tokenizer, 1)
+
+
+def test_identical_prompts_in_one_microbatch_sample_differently(
+    model: Any, tokenizer: Any, tiny: ModuleType
+) -> None:
+    params = DecodeParams(max_new_tokens=10, temperature=1.0, seed=5)
+    same = [RolloutRequest(f"r{i}", tiny.requests(1)[0].messages) for i in range(4)]
+    out = HFBackend(model, tokenizer, 4).generate(same, params)
+    assert len({r.response_token_ids for r in out}) > 1
+
+
+def test_seeded_sampling_forks_only_the_models_devices(
+    model: Any, tokenizer: Any, tiny: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = torch.random.fork_rng
+    forks: list[dict[str, Any]] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        forks.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.random, "fork_rng", recording)
+    params = DecodeParams(max_new_tokens=4, temperature=1.0, seed=1)
+    HFBackend(model, tokenizer, 2).generate(tiny.requests(3), params)
+    assert forks == [{"devices": []}, {"devices": []}]  # CPU model: no CUDA RNG to fork
+
+
+def test_cuda_indices_are_the_distinct_cuda_devices() -> None:
+    devices = [torch.device("cuda", 1), torch.device("cpu"), torch.device("cuda", 0)]
+    assert cuda_indices([*devices, torch.device("cuda", 1)]) == [0, 1]
+    assert cuda_indices([torch.device("cpu"), torch.device("meta")]) == []

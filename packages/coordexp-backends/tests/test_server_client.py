@@ -24,6 +24,7 @@ import pytest
 
 from coordexp_backends import DecodeParams, RolloutError, ServerError
 from coordexp_backends.fleet import Fleet
+from coordexp_backends.rollout import request_seed
 from coordexp_backends.vllm_server import VLLMServerBackend
 
 PARAMS = DecodeParams(max_new_tokens=8)
@@ -43,6 +44,9 @@ class DoubleServer:
         self.delay_s = 0.0
         self.chunks: list[list[list[int]]] = []
         self.calls: list[tuple[str, Any]] = []
+        self.active = 0  # completion requests being answered now
+        self.peak = 0  # the most ever answered at once
+        lock = threading.Lock()
         double = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -86,7 +90,12 @@ class DoubleServer:
                     self._send(400, {"error": "prompt too long"})
                     return
                 if double.mode == "slow":
+                    with lock:
+                        double.active += 1
+                        double.peak = max(double.peak, double.active)
                     time.sleep(double.delay_s)
+                    with lock:
+                        double.active -= 1
                 double.chunks.append(body["prompt"])
                 choices = [
                     {
@@ -316,11 +325,12 @@ def test_image_chunks_go_to_the_chat_route_with_exact_pixels(
     ]
     out = client([a.url], tokenizer, batch=2).generate(reqs, PARAMS)
     assert [r.request_id for r in out] == ["img0", "txt1"]
-    assert [r.response_token_ids for r in out] == [(7, EOS), (7, EOS)]
+    assert out[0].response_token_ids == (7, EOS)
     bodies = [body for path, body in a.calls if path == "/v1/chat/completions"]
-    assert len(bodies) == 2  # one chat request per sample of a chunk holding images
-    assert a.chunks == []
-    sent = next(b for b in bodies if isinstance(b["messages"][0]["content"], list))
+    assert len(bodies) == 1  # a chunk holding images is sent one request per sample
+    # the chunk's text-only sample goes alone to the completion route, with exact ids
+    assert a.chunks == [[list(out[1].prompt_token_ids)]]
+    [sent] = bodies
     part = sent["messages"][0]["content"][0]
     assert part["type"] == "image_url"
     prefix = "data:image/png;base64,"
@@ -330,6 +340,67 @@ def test_image_chunks_go_to_the_chat_route_with_exact_pixels(
     assert sent["messages"][0]["content"][1] == {"type": "text", "text": "Detect."}
     assert sent["add_generation_prompt"] is True
     assert sent["return_token_ids"] is True
+
+
+def test_seeded_sampling_sends_every_request_its_own_seed(
+    servers: list[DoubleServer], tokenizer: Any, tiny: Any
+) -> None:
+    a = servers[0]
+    same = [tiny.requests(1)[0]] * 4
+    params = DecodeParams(max_new_tokens=8, temperature=1.0, seed=7)
+    out = client([a.url], tokenizer, batch=4).generate(same, params)
+    assert [r.request_id for r in out] == ["r0"] * 4
+    bodies = [body for path, body in a.calls if path == "/v1/completions"]
+    assert [len(b["prompt"]) for b in bodies] == [1, 1, 1, 1]
+    assert sorted(b["seed"] for b in bodies) == sorted(request_seed(7, i) for i in range(4))
+
+
+@pytest.mark.parametrize(
+    "params", [PARAMS, DecodeParams(max_new_tokens=8, temperature=1.0)], ids=["greedy", "unseeded"]
+)
+def test_a_chunk_without_per_request_seeds_is_one_request(
+    servers: list[DoubleServer], tokenizer: Any, tiny: Any, params: DecodeParams
+) -> None:
+    a = servers[0]
+    client([a.url], tokenizer, batch=4).generate(tiny.requests(4), params)
+    [(path, body)] = a.calls
+    assert path == "/v1/completions"
+    assert len(body["prompt"]) == 4
+    assert "seed" not in body
+
+
+def test_in_flight_requests_are_bounded_per_server_and_wait_in_the_client(
+    servers: list[DoubleServer], tokenizer: Any, tiny: Any
+) -> None:
+    a, b, _ = servers
+    for s in (a, b):
+        s.mode, s.delay_s = "slow", 0.4
+    # 12 chunks, 2 in flight per server: a request waits ~1 s for its turn, longer than
+    # both timeouts; neither counts that wait (no PoolTimeout, no ReadTimeout).
+    backend = client(
+        [a.url, b.url], tokenizer, batch=1, max_in_flight=2, timeout_s=0.3, infer_timeout_s=0.9
+    )
+    backend.check_health()
+    out = backend.generate(tiny.requests(12), PARAMS)
+    assert [r.request_id for r in out] == [f"r{i}" for i in range(12)]
+    assert (a.peak, b.peak) == (2, 2)
+    assert len(a.chunks) == len(b.chunks) == 6
+    backend.close()
+
+
+def test_a_null_infer_timeout_waits_for_slow_generation(
+    servers: list[DoubleServer], tokenizer: Any, tiny: Any
+) -> None:
+    a = servers[0]
+    a.mode, a.delay_s = "slow", 0.6
+    backend = client([a.url], tokenizer, timeout_s=0.3, infer_timeout_s=None)
+    out = backend.generate(tiny.requests(2), PARAMS)
+    assert [r.served_by for r in out] == [a.url, a.url]
+
+
+def test_max_in_flight_must_be_positive(servers: list[DoubleServer], tokenizer: Any) -> None:
+    with pytest.raises(ValueError, match="max_in_flight must be >= 1, got 0"):
+        client([servers[0].url], tokenizer, max_in_flight=0)
 
 
 def test_fleet_state_machine() -> None:

@@ -24,6 +24,7 @@ from coordexp_backends import (
     RepeatTerminateParams,
     Rollout,
     RolloutBackend,
+    RolloutRequest,
     ServerError,
 )
 from coordexp_backends.server_cli import LocalServer, free_port
@@ -202,6 +203,18 @@ def test_server_sync_reloads_new_weights_on_every_server(
     assert payloads(after) == payloads(HFBackend(model, tokenizer, 2).generate(reqs, GREEDY))
     fleet.sync_weights(tiny.build_model(tokenizer))  # back to seed-0 weights for what follows
     assert payloads(fleet.generate(reqs, GREEDY)) == payloads(before)
+
+
+def test_seeded_sampling_is_per_request_and_the_same_in_colocate_and_server(
+    colocate: Any, fleet: Any, tiny: ModuleType
+) -> None:
+    params = DecodeParams(max_new_tokens=12, temperature=1.0, seed=5)
+    ask = tiny.requests(1)[0].messages
+    reqs = [RolloutRequest(f"same{i}", ask) for i in range(4)] + tiny.requests(3)
+    served = fleet.generate(reqs, params)  # chunks of 2 over two servers
+    local = colocate.generate(reqs, params)  # microbatches of 4 in process
+    assert payloads(served) == payloads(local)
+    assert len({r.response_token_ids for r in served[:4]}) > 1  # identical prompts differ
 
 
 def test_a_slow_server_times_out_naming_it(

@@ -8,7 +8,7 @@ from typing import Any
 
 from coordexp_backends.errors import RolloutError
 from coordexp_backends.hf import HFBackend
-from coordexp_backends.prompts import stop_token_ids
+from coordexp_backends.prompts import checkpoint_stop_ids, stop_token_ids
 from coordexp_backends.protocol import RolloutBackend
 from coordexp_backends.rollout import DecodeParams, RepeatTerminateParams
 from coordexp_backends.weights import SyncPlan
@@ -119,7 +119,7 @@ def create_backend(
     if model is not None:
         stops = stop_token_ids(model.generation_config)
     elif model_path is not None:
-        stops = VLLMServerBackend.stop_ids_of(model_path)
+        stops = checkpoint_stop_ids(model_path)
     else:
         raise ValueError(
             "rollout_matching.vllm.mode=server needs model= or model_path= (for the eos ids)"

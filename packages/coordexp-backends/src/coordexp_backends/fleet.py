@@ -4,6 +4,9 @@ States: ``healthy`` (takes work), ``dead`` (failed a request or a health check),
 ``stale`` (answers health checks again but has not received the current weights). A
 dead server is never re-admitted on liveness alone: it becomes ``stale`` when it
 answers, and ``healthy`` only after a weight sync reached it.
+
+Not thread-safe, and needs no lock: the server backend reads and changes it only on the
+thread that calls ``generate``/``sync_weights``; its worker threads only do HTTP.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ class Fleet:
     def healthy(self) -> list[str]:
         """Base URLs that take work, in configuration order."""
         return [url for url in self.servers if self.states[url] == "healthy"]
+
+    def state(self, url: str) -> ServerState:
+        """The server's current state."""
+        return self.states[url]
 
     def mark_dead(self, url: str, cause: str) -> None:
         """Record a failure: the server takes no more work until it is synced again."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -21,28 +21,32 @@ from coordexp_backends.rollout import (
     Timings,
     check_decode_batch_size,
     microbatches,
+    request_seed,
 )
 
 
 class RepeatTerminateLogits(LogitsProcessor):
     """Forces end-of-sequence in the rows whose repeat-terminate detector fired.
 
-    One detector per row; at each step the row's newly generated tokens are fed, and a
-    row that has fired gets every logit but ``eos_id`` set to -inf, so its response ends
-    ``[..., trigger, eos]`` exactly as in the vLLM backends.
+    One detector per row. Incremental: each call reads only the tokens generated since
+    the previous call (one column per decoding step) and feeds them to the row's
+    detector, so a rollout of T tokens costs O(T), not O(T^2). A row that has fired gets
+    every logit but ``eos_id`` set to -inf, so its response ends ``[..., trigger, eos]``
+    exactly as in the vLLM backends. One instance serves one ``generate`` call.
     """
 
     def __init__(self, detectors: list[RepeatTerminate], prompt_len: int, eos_id: int) -> None:
         self._detectors = detectors
-        self._prompt_len = prompt_len
+        self._fed_until = prompt_len
         self._eos_id = eos_id
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """Mask the rows that must stop (input_ids: (batch, prompt + generated))."""
-        generated = input_ids[:, self._prompt_len :].tolist()
-        for row, (det, ids) in enumerate(zip(self._detectors, generated, strict=True)):
+        new = input_ids[:, self._fed_until :].tolist()
+        self._fed_until = input_ids.shape[1]
+        for row, (det, ids) in enumerate(zip(self._detectors, new, strict=True)):
             if det.verdict is None:
-                det.feed_all(ids[det.tokens_seen :])
+                det.feed_all(ids)
             if det.verdict is not None:
                 scores[row, :] = float("-inf")
                 scores[row, self._eos_id] = 0.0
@@ -54,8 +58,11 @@ class HFBackend:
 
     Each call puts the model in eval mode under ``torch.no_grad``, left-pads each
     microbatch of ``decode_batch_size`` requests, generates with the KV cache, and
-    restores the model's previous train/eval mode, even on error. Sampling uses a forked
-    RNG seeded with ``params.seed + microbatch index`` so the caller's RNG is untouched.
+    restores the model's previous train/eval mode, even on error. Sampling runs on a
+    forked RNG (CPU and the model's CUDA devices) seeded with the `request_seed` of the
+    microbatch's first request, so the caller's RNG is untouched; the rows of a
+    microbatch draw from that one stream, so HF samples depend on ``decode_batch_size``
+    (vLLM's per-request seeds do not).
 
     Args:
         model: a transformers causal LM or Qwen-VL model whose ``generation_config``
@@ -80,7 +87,7 @@ class HFBackend:
         try:
             out: list[Rollout] = []
             for offset, batch in microbatches(requests, self.decode_batch_size):
-                out.extend(self._generate_batch(batch, params, offset // self.decode_batch_size))
+                out.extend(self._generate_batch(batch, params, offset))
             return out
         finally:
             self.model.train(was_training)
@@ -126,7 +133,7 @@ class HFBackend:
         )
 
     def _generate_batch(
-        self, batch: Sequence[RolloutRequest], params: DecodeParams, index: int
+        self, batch: Sequence[RolloutRequest], params: DecodeParams, offset: int
     ) -> list[Rollout]:
         inputs = self._inputs(batch)
         prompt_len = inputs["input_ids"].shape[1]
@@ -135,11 +142,12 @@ class HFBackend:
             made = (make_detector(params, self._tokenizer) for _ in batch)
             detectors = [d for d in made if d is not None]
             processors.append(RepeatTerminateLogits(detectors, prompt_len, self._stop_ids[0]))
-        rng = torch.random.fork_rng() if params.seed is not None else nullcontext()
+        seed = request_seed(params.seed, offset)
+        rng = nullcontext() if seed is None else torch.random.fork_rng(devices=self._rng_devices())
         start = time.perf_counter()
         with rng, torch.no_grad():
-            if params.seed is not None:
-                torch.manual_seed(params.seed + index)
+            if seed is not None:
+                torch.manual_seed(seed)
             sequences = self.model.generate(
                 **inputs,
                 generation_config=self._generation_config(params),
@@ -163,6 +171,9 @@ class HFBackend:
             timings=timings,
         )
 
+    def _rng_devices(self) -> list[int]:
+        return cuda_indices(p.device for p in self.model.parameters())
+
     def sync_weights(self, model: Any) -> None:
         """Adopt ``model`` (the HF backend runs on the training model: no copy is made)."""
         self.model = model
@@ -175,6 +186,14 @@ class HFBackend:
 
     def close(self) -> None:
         """No-op: the HF backend owns nothing to release."""
+
+
+def cuda_indices(devices: Iterable[torch.device]) -> list[int]:
+    """Sorted indices of the CUDA devices among ``devices`` (the RNGs a seeded run forks).
+
+    Tensor devices always carry an index; an index-less ``cuda`` device is ignored.
+    """
+    return sorted({d.index for d in devices if d.type == "cuda" and d.index is not None})
 
 
 def _until_stop(ids: list[int], stop_ids: Sequence[int]) -> list[int]:

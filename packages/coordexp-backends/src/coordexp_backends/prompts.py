@@ -7,6 +7,7 @@ generation prompt, so the prompt token ids are identical whichever engine runs i
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from coordexp_backends.repeat_terminate import RepeatTerminate
@@ -65,6 +66,13 @@ def stop_token_ids(generation_config: Any) -> tuple[int, ...]:
             "<|im_end|>) so rollouts can stop"
         )
     return ids
+
+
+def checkpoint_stop_ids(model_dir: str | Path) -> tuple[int, ...]:
+    """End-of-sequence ids of a checkpoint folder's generation config (see `stop_token_ids`)."""
+    from transformers import GenerationConfig
+
+    return stop_token_ids(GenerationConfig.from_pretrained(model_dir))
 
 
 def token_text_fn(tokenizer: Any) -> Callable[[int], str]:

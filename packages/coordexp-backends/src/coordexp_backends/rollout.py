@@ -52,6 +52,7 @@ class DecodeParams:
         top_k: number of candidates; -1 (or 0) is off.
         repetition_penalty: 1.0 is off; applied to prompt and response tokens.
         seed: base seed for sampling; None leaves sampling unseeded. Greedy ignores it.
+            Every backend derives the seed of each request from it with `request_seed`.
         repeat_terminate: rules that end a degenerate rollout early, or None.
     """
 
@@ -74,7 +75,7 @@ class Timings:
     """Wall-clock timings of the engine call that produced a rollout.
 
     Attributes:
-        generate_s: seconds of the microbatch (HF, colocate) or chunk request (server)
+        generate_s: seconds of the microbatch (HF, colocate) or HTTP request (server)
             that produced this rollout, shared by every rollout of that call.
         batch_size: number of requests in that call.
     """
@@ -139,3 +140,42 @@ def check_decode_batch_size(size: int) -> int:
     if size < 1:
         raise ValueError(f"decode_batch_size must be >= 1, got {size}")
     return size
+
+
+_MASK63 = (1 << 63) - 1
+
+
+def request_seed(base_seed: int | None, request_index: int) -> int | None:
+    """The sampling seed of the request at ``request_index`` of one `generate` call.
+
+    The one seeding rule of every backend: vLLM colocate and server give each request its
+    own seed (so identical prompts in one call sample differently, and the two backends
+    sample identically); HF seeds each microbatch with the seed of its first request.
+    The seed is ``mix(mix(base_seed) + request_index)`` where ``mix`` is SplitMix64's
+    finaliser taken modulo 2**63, a bijection: deterministic (no process hash), distinct
+    indices of one call always get distinct seeds, and consecutive base seeds (a trainer
+    passing ``seed + step``) do not reuse each other's request seeds.
+
+    Args:
+        base_seed: `DecodeParams.seed`; None means unseeded.
+        request_index: 0-based position of the request in the ``generate`` call.
+
+    Returns:
+        A seed in ``[0, 2**63)``, or None when ``base_seed`` is None.
+
+    Raises:
+        ValueError: ``request_index`` < 0.
+    """
+    if request_index < 0:
+        raise ValueError(f"request_index must be >= 0, got {request_index}")
+    if base_seed is None:
+        return None
+    return _mix63((_mix63(base_seed & _MASK63) + request_index) & _MASK63)
+
+
+def _mix63(x: int) -> int:
+    """SplitMix64's finaliser modulo 2**63: each step, hence the whole, is a bijection."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK63
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK63
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK63
+    return x ^ (x >> 31)

@@ -8,6 +8,7 @@ imported inside the functions: importing this module does not import vLLM.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import json
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 
 from coordexp_backends.responses import EngineAnswer
-from coordexp_backends.rollout import DecodeParams
+from coordexp_backends.rollout import DecodeParams, RepeatTerminateParams
 
 REPEAT_TERMINATE_ARG = "coordexp_repeat_terminate"
 """``SamplingParams.extra_args`` key carrying the repeat-terminate rules (JSON) and eos id."""
@@ -48,17 +49,14 @@ def repeat_terminate_arg(params: DecodeParams, eos_id: int) -> str | None:
     rt = params.repeat_terminate
     if rt is None:
         return None
-    return json.dumps(
-        {
-            "eos_id": eos_id,
-            "min_new_tokens": rt.min_new_tokens,
-            "max_consecutive_token_repeats": rt.max_consecutive_token_repeats,
-            "ngram_size": rt.ngram_size,
-            "ngram_repeats": rt.ngram_repeats,
-            "max_object_keys": rt.max_object_keys,
-        },
-        sort_keys=True,
-    )
+    return json.dumps({"eos_id": eos_id, **dataclasses.asdict(rt)}, sort_keys=True)
+
+
+def parse_repeat_terminate_arg(raw: str) -> tuple[RepeatTerminateParams, int]:
+    """The rules and eos id encoded by `repeat_terminate_arg` (its exact inverse)."""
+    spec = json.loads(raw)
+    eos_id = int(spec.pop("eos_id"))
+    return RepeatTerminateParams(**spec), eos_id
 
 
 def sampling_fields(params: DecodeParams, stop_ids: Sequence[int]) -> dict[str, Any]:
@@ -186,8 +184,6 @@ class ServerRoutes:
     reset_mm_cache: str = "/reset_mm_cache"
     reset_encoder_cache: str = "/reset_encoder_cache"
     weight_checker: str = "/weight_checker"
-    sleep: str = "/sleep"
-    wake_up: str = "/wake_up"
 
     @property
     def caches(self) -> tuple[str, ...]:

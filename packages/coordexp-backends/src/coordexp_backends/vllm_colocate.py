@@ -6,11 +6,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from transformers import GenerationConfig
-
 from coordexp_backends import vllm_adapter as adapter
 from coordexp_backends.errors import RolloutError
-from coordexp_backends.prompts import encode_text, prompt_text, stop_token_ids, tokenizer_of
+from coordexp_backends.prompts import (
+    checkpoint_stop_ids,
+    encode_text,
+    prompt_text,
+    tokenizer_of,
+)
 from coordexp_backends.responses import make_rollouts
 from coordexp_backends.rollout import (
     DecodeParams,
@@ -19,6 +22,7 @@ from coordexp_backends.rollout import (
     Timings,
     check_decode_batch_size,
     microbatches,
+    request_seed,
 )
 from coordexp_backends.weights import SyncPlan, named_weights
 
@@ -67,7 +71,7 @@ class VLLMColocateBackend:
                     f"which the {platform!r} platform does not have: set sleep_level: 0"
                 )
         self._tokenizer = tokenizer_of(processor)
-        self._stop_ids = stop_token_ids(GenerationConfig.from_pretrained(model_path))
+        self._stop_ids = checkpoint_stop_ids(model_path)
         self._model_path = model_path
         self._last_model: Any = None
         self.llm = adapter.create_llm(
@@ -90,9 +94,7 @@ class VLLMColocateBackend:
             ids = None if r.images else encode_text(self.processor, text)
             prompts.append(adapter.engine_prompt(ids, text, r.images))
         sampling = [
-            adapter.sampling_params(
-                params, self._stop_ids, None if params.seed is None else params.seed + offset + i
-            )
+            adapter.sampling_params(params, self._stop_ids, request_seed(params.seed, offset + i))
             for i in range(len(batch))
         ]
         start = time.perf_counter()

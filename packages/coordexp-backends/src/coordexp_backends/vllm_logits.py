@@ -8,7 +8,6 @@ when its detector fires, every logit but the eos id is set to -inf, as in the HF
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -17,8 +16,7 @@ from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 
 from coordexp_backends.prompts import token_text_fn
 from coordexp_backends.repeat_terminate import RepeatTerminate
-from coordexp_backends.rollout import RepeatTerminateParams
-from coordexp_backends.vllm_adapter import REPEAT_TERMINATE_ARG
+from coordexp_backends.vllm_adapter import REPEAT_TERMINATE_ARG, parse_repeat_terminate_arg
 
 
 class _RequestStop:
@@ -55,9 +53,7 @@ class RepeatTerminateProcessor(AdapterLogitsProcessor):  # type: ignore[misc]
         raw = (params.extra_args or {}).get(REPEAT_TERMINATE_ARG)
         if raw is None:
             return None
-        spec = json.loads(raw)
-        eos_id = int(spec.pop("eos_id"))
-        rules = RepeatTerminateParams(**spec)
+        rules, eos_id = parse_repeat_terminate_arg(raw)
         text = self._text_fn() if rules.max_object_keys is not None else None
         return _RequestStop(RepeatTerminate(rules, text), eos_id)
 

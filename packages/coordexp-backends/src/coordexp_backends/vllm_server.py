@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
+from collections import Counter, deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import httpx
 from coordexp_backends import vllm_adapter as adapter
 from coordexp_backends.errors import RolloutError, ServerError
 from coordexp_backends.fleet import Fleet
-from coordexp_backends.prompts import stop_token_ids, text_prompt_ids, tokenizer_of
+from coordexp_backends.prompts import text_prompt_ids, tokenizer_of
 from coordexp_backends.responses import EngineAnswer, make_rollouts
 from coordexp_backends.rollout import (
     DecodeParams,
@@ -24,29 +25,60 @@ from coordexp_backends.rollout import (
     Timings,
     check_decode_batch_size,
     microbatches,
+    request_seed,
 )
 from coordexp_backends.weights import SyncPlan
 
 log = logging.getLogger(__name__)
 
+TIMEOUT_KEY = "rollout_matching.vllm.server.timeout_s"
+INFER_TIMEOUT_KEY = "rollout_matching.vllm.server.infer_timeout_s"
 
-class _ChunkFailed(Exception):
-    """A server failed a chunk in a way another server may not (retryable)."""
+
+class _ServerFailed(Exception):
+    """A server failed a request in a way another server may not (retryable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One HTTP inference request: ``requests`` of chunk ``chunk``, from call position ``start``."""
+
+    chunk: int
+    start: int
+    requests: list[RolloutRequest]
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.request_id for r in self.requests]
+
+
+@dataclass(slots=True)
+class _Attempts:
+    """A call's servers tried so far and why each failed."""
+
+    call: _Call
+    tried: list[str] = field(default_factory=list)
+    causes: list[str] = field(default_factory=list)
 
 
 class VLLMServerBackend:
     """Rollouts from a fleet of vLLM servers (``rollout_matching.vllm.server.servers[]``).
 
-    A call splits the requests into contiguous chunks of ``decode_batch_size``, sends
-    chunk i to the i-th healthy server (round robin) concurrently (a text-only chunk is one
-    ``/v1/completions`` request with token-id prompts; a chunk with images is one
-    ``/v1/chat/completions`` request per sample, sent together), and reassembles the
-    rollouts in request order. A chunk whose server fails (connection error, timeout,
-    HTTP 5xx) is retried on another healthy server, at most ``max_retries`` times; the
-    failed server takes no more work until a weight sync reaches it again (see `Fleet`).
-    When a chunk cannot be recovered the call raises `ServerError` naming the server, the
-    chunk's request ids and every cause. HTTP 4xx answers are request errors: raised at
-    once, not retried. Servers are health-checked before first use.
+    A call splits the requests into contiguous chunks of ``decode_batch_size``; chunk i
+    goes to the i-th healthy server (round robin). A text-only chunk decoded greedily or
+    without a seed is one ``/v1/completions`` request with token-id prompts; otherwise
+    each sample is its own request (``/v1/chat/completions`` for samples with images),
+    so that every request carries its own `request_seed`, as in the colocate backend.
+    Requests run concurrently on one bounded thread pool, at most ``max_in_flight`` per
+    server (the rest wait in the client, not in a server's queue or the HTTP pool, which
+    has a connection per slot), and the rollouts come back in request order.
+
+    A request whose server fails (connection error, timeout, HTTP 5xx) is retried on
+    another healthy server, at most ``max_retries`` times; the failed server takes no
+    more work until a weight sync reaches it again (see `Fleet`). When a request cannot
+    be recovered the call raises `ServerError` naming the server, its request ids and
+    every cause, after the requests still in flight have finished. HTTP 4xx answers are
+    request errors: raised, not retried. Servers are health-checked before first use.
 
     Weight sync (CPU-portable path): the model is saved to ``weights_dir`` (a folder every
     server can read) and each server is paused, told to ``reload_weights`` from it through
@@ -57,14 +89,21 @@ class VLLMServerBackend:
     Args:
         servers: the servers' base URLs (``http://host:port``).
         processor: tokenizer used to template prompts and decode responses.
-        decode_batch_size: requests per HTTP request.
+        decode_batch_size: requests per chunk.
         stop_ids: end-of-sequence ids (the model's generation config ``eos_token_id``).
-        timeout_s: bound on health checks and control calls (``server.timeout_s``).
-        infer_timeout_s: bound on one completion request (``server.infer_timeout_s``);
-            None: no bound on generation (connecting stays bounded by ``timeout_s``).
-        max_retries: how many other servers a failed chunk may be retried on.
+        timeout_s: bound on health checks and control calls, and on connecting, sending
+            and getting a pooled connection for inference (``server.timeout_s``).
+        infer_timeout_s: bound on waiting for one inference answer, counted from when
+            it is sent (``server.infer_timeout_s``). None: no bound, the client waits as
+            long as generation takes; a server that hangs without closing the
+            connection then blocks the call, so production runs should set one.
+        max_retries: how many other servers a failed request may be retried on.
         weights_dir: where `sync_weights` saves the model for the servers to load.
         sync: the sync-mode plan.
+        max_in_flight: inference requests in flight per server (>= 1).
+
+    Raises:
+        ValueError: an empty or duplicated server list, or ``max_in_flight`` < 1.
     """
 
     name = "vllm-server"
@@ -80,7 +119,10 @@ class VLLMServerBackend:
         max_retries: int = 2,
         weights_dir: str | Path | None = None,
         sync: SyncPlan | None = None,
+        max_in_flight: int = 16,
     ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         self.fleet = Fleet(list(servers))
         self.processor = processor
         self.decode_batch_size = check_decode_batch_size(decode_batch_size)
@@ -88,20 +130,21 @@ class VLLMServerBackend:
         self.timeout_s = timeout_s
         self.infer_timeout_s = infer_timeout_s
         self.max_retries = max_retries
+        self.max_in_flight = max_in_flight
         self.weights_dir = None if weights_dir is None else Path(weights_dir)
         self.sync = sync or SyncPlan()
         self._tokenizer = tokenizer_of(processor)
-        self._http = httpx.Client(timeout=timeout_s)
-        self._lock = threading.Lock()
+        slots = max_in_flight * len(self.fleet.servers)
+        self._http = httpx.Client(
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots),
+        )
+        self._infer_timeout = httpx.Timeout(
+            connect=timeout_s, read=infer_timeout_s, write=timeout_s, pool=timeout_s
+        )
+        self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="vllm-server")
         self._models: dict[str, str] = {}
         self._ready = False
-
-    @classmethod
-    def stop_ids_of(cls, model_dir: str | Path) -> tuple[int, ...]:
-        """End-of-sequence ids from a checkpoint folder's generation config."""
-        from transformers import GenerationConfig
-
-        return stop_token_ids(GenerationConfig.from_pretrained(model_dir))
 
     # ------------------------------------------------------------------ health
     def check_health(self) -> None:
@@ -114,7 +157,8 @@ class VLLMServerBackend:
             try:
                 self._probe(url)
             except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
-                self.fleet.mark_dead(url, f"unreachable: {_cause(exc, self.timeout_s)}")
+                cause = _cause(exc, self.timeout_s, TIMEOUT_KEY)
+                self.fleet.mark_dead(url, f"unreachable: {cause}")
         dead = [url for url in self.fleet.servers if url not in self._models]
         if len(dead) == len(self.fleet.servers):
             raise RolloutError(
@@ -136,122 +180,146 @@ class VLLMServerBackend:
         """Roll out every request, in request order (see the class docstring)."""
         if not self._ready:
             self.check_health()
-        chunks = microbatches(requests, self.decode_batch_size)
-        with ThreadPoolExecutor(max_workers=max(1, len(chunks))) as pool:
-            futures = [
-                pool.submit(self._run_chunk, n, chunk, params, offset)
-                for n, (offset, chunk) in enumerate(chunks)
-            ]
-            errors = [f.exception() for f in futures]
-        for error in errors:
-            if error is not None:
-                raise error
-        return [rollout for f in futures for rollout in f.result()]
-
-    def _run_chunk(
-        self, n: int, requests: list[RolloutRequest], params: DecodeParams, offset: int
-    ) -> list[Rollout]:
-        ids = [r.request_id for r in requests]
-        seed = None if params.seed is None else params.seed + offset
-        causes: list[str] = []
-        tried: list[str] = []
-        url: str | None = None
-        for attempt in range(self.max_retries + 1):
-            with self._lock:
-                healthy = [u for u in self.fleet.healthy() if u not in tried]
-            if not healthy:
+        home = self.fleet.healthy()
+        pending = deque(_Attempts(call) for call in self._calls(requests, params))
+        running: dict[Future[tuple[Any, float]], tuple[_Attempts, str]] = {}
+        load: Counter[str] = Counter()
+        done: dict[int, list[Rollout]] = {}
+        failure: RolloutError | None = None
+        while running or (pending and failure is None):
+            if failure is None:
+                failure = self._launch(pending, running, load, home, params)
+            if not running:
                 break
-            url = healthy[n % len(healthy)] if attempt == 0 else healthy[0]
-            tried.append(url)
-            start = time.perf_counter()
-            try:
-                results = self._request(url, requests, params, seed)
-            except _ChunkFailed as exc:
-                self._fail(url, str(exc), causes)
-                continue
-            timings = Timings(generate_s=time.perf_counter() - start, batch_size=len(requests))
-            return self._rollouts(requests, results, params, timings, url)
-        where = url or "none"
-        raise ServerError(
-            where,
-            ids,
-            f"chunk {n} failed on every server tried "
-            f"({'; '.join(causes) or 'no healthy server'}); fleet: {self.fleet.describe()}",
-        )
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                attempts, url = running.pop(future)
+                load[url] -= 1
+                try:
+                    body, elapsed = future.result()
+                    done[attempts.call.start] = self._rollouts(
+                        attempts.call, url, body, params, elapsed
+                    )
+                except _ServerFailed as exc:
+                    attempts.causes.append(f"{url}: {exc}")
+                    self.fleet.mark_dead(url, str(exc))
+                    log.warning("vLLM server %s failed (%s); retrying elsewhere", url, exc)
+                    pending.append(attempts)
+                except RolloutError as exc:
+                    failure = failure or exc
+        if failure is not None:
+            raise failure
+        return [rollout for start in sorted(done) for rollout in done[start]]
 
-    def _request(
-        self, url: str, requests: list[RolloutRequest], params: DecodeParams, seed: int | None
-    ) -> list[EngineAnswer]:
-        """One chunk on one server: a token-id completion, or chat requests for images."""
-        ids = [r.request_id for r in requests]
-        model = self._models[url]
-        if not any(r.images for r in requests):
-            prompts = [text_prompt_ids(self.processor, r) for r in requests]
-            body = adapter.completion_body(model, prompts, params, self.stop_ids, seed)
-            return adapter.completion_choices(
-                self._infer(url, adapter.ROUTES.completions, body, ids)
-            )
-        bodies = [
-            adapter.chat_body(model, r.messages, r.images, params, self.stop_ids, seed)
-            for r in requests
-        ]
-        with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
-            answers = list(
-                pool.map(
-                    lambda b: self._infer(url, adapter.ROUTES.chat_completions, b, ids), bodies
+    def _calls(self, requests: Sequence[RolloutRequest], params: DecodeParams) -> list[_Call]:
+        """The HTTP requests of a call: one per chunk, or one per sample (see the class)."""
+        own_seed = params.seed is not None and not params.greedy
+        calls: list[_Call] = []
+        for n, (offset, chunk) in enumerate(microbatches(requests, self.decode_batch_size)):
+            if own_seed or any(r.images for r in chunk):
+                calls.extend(_Call(n, offset + i, [r]) for i, r in enumerate(chunk))
+            else:
+                calls.append(_Call(n, offset, chunk))
+        return calls
+
+    def _launch(
+        self,
+        pending: deque[_Attempts],
+        running: dict[Future[tuple[Any, float]], tuple[_Attempts, str]],
+        load: Counter[str],
+        home: list[str],
+        params: DecodeParams,
+    ) -> RolloutError | None:
+        """Send every pending request whose server has a free slot; keep the others.
+
+        Returns the error of a request no server is left to try, else None.
+        """
+        waiting: deque[_Attempts] = deque()
+        while pending:
+            attempts = pending.popleft()
+            call = attempts.call
+            untried = [u for u in self.fleet.healthy() if u not in attempts.tried]
+            if not untried or len(attempts.tried) > self.max_retries:
+                return ServerError(
+                    attempts.tried[-1] if attempts.tried else "none",
+                    call.ids,
+                    f"chunk {call.chunk} failed on every server tried "
+                    f"({'; '.join(attempts.causes) or 'no healthy server'}); "
+                    f"fleet: {self.fleet.describe()}",
                 )
-            )
-        return [adapter.chat_choice(a) for a in answers]
+            url = min(untried, key=lambda u: load[u])
+            if not attempts.tried and home and home[call.chunk % len(home)] in untried:
+                url = home[call.chunk % len(home)]
+            if load[url] >= self.max_in_flight:
+                waiting.append(attempts)
+                continue
+            attempts.tried.append(url)
+            load[url] += 1
+            route, body = self._body(url, call, params)
+            running[self._pool.submit(self._infer, url, route, body, call.ids)] = (attempts, url)
+        pending.extend(waiting)
+        return None
 
-    def _infer(self, url: str, route: str, body: dict[str, Any], ids: list[str]) -> Any:
-        """POST an inference request; `_ChunkFailed` for retryable failures."""
-        try:
-            response = self._http.post(
-                url + route,
-                json=body,
-                timeout=httpx.Timeout(self.infer_timeout_s, connect=self.timeout_s),
+    def _body(self, url: str, call: _Call, params: DecodeParams) -> tuple[str, dict[str, Any]]:
+        """The route and body of ``call`` on the server ``url``."""
+        model = self._models[url]
+        seed = request_seed(params.seed, call.start) if len(call.requests) == 1 else None
+        first = call.requests[0]
+        if first.images:
+            body = adapter.chat_body(
+                model, first.messages, first.images, params, self.stop_ids, seed
             )
+            return adapter.ROUTES.chat_completions, body
+        prompts = [text_prompt_ids(self.processor, r) for r in call.requests]
+        body = adapter.completion_body(model, prompts, params, self.stop_ids, seed)
+        return adapter.ROUTES.completions, body
+
+    def _infer(
+        self, url: str, route: str, body: dict[str, Any], ids: list[str]
+    ) -> tuple[Any, float]:
+        """POST one inference request (worker thread): the JSON answer and its seconds.
+
+        Raises:
+            _ServerFailed: a retryable failure (connection, timeout, HTTP 5xx).
+            ServerError: the server rejected the request (HTTP 4xx).
+        """
+        start = time.perf_counter()
+        try:
+            response = self._http.post(url + route, json=body, timeout=self._infer_timeout)
+        except httpx.ReadTimeout as exc:
+            raise _ServerFailed(_cause(exc, self.infer_timeout_s, INFER_TIMEOUT_KEY)) from exc
         except httpx.HTTPError as exc:
-            key = "rollout_matching.vllm.server.infer_timeout_s"
-            raise _ChunkFailed(_cause(exc, self.infer_timeout_s, key)) from exc
+            raise _ServerFailed(_cause(exc, self.timeout_s, TIMEOUT_KEY)) from exc
         if response.status_code >= 500:
-            raise _ChunkFailed(f"HTTP {response.status_code}: {response.text[:300]}")
+            raise _ServerFailed(f"HTTP {response.status_code}: {response.text[:300]}")
         if response.status_code >= 400:
             raise ServerError(
                 url,
                 ids,
                 f"rejected the request: HTTP {response.status_code}: {response.text[:500]}",
             )
-        return response.json()
-
-    def _fail(self, url: str, cause: str, causes: list[str]) -> None:
-        causes.append(f"{url}: {cause}")
-        with self._lock:
-            self.fleet.mark_dead(url, cause)
-        log.warning("vLLM server %s failed (%s); retrying its chunk elsewhere", url, cause)
+        return response.json(), time.perf_counter() - start
 
     def _rollouts(
-        self,
-        requests: list[RolloutRequest],
-        choices: list[EngineAnswer],
-        params: DecodeParams,
-        timings: Timings,
-        url: str,
+        self, call: _Call, url: str, body: Any, params: DecodeParams, elapsed: float
     ) -> list[Rollout]:
-        if len(choices) != len(requests):
+        answers: list[EngineAnswer]
+        if call.requests[0].images:
+            answers = [adapter.chat_choice(body)]
+        else:
+            answers = adapter.completion_choices(body)
+        if len(answers) != len(call.requests):
             raise ServerError(
-                url,
-                [r.request_id for r in requests],
-                f"answered {len(choices)} choices for {len(requests)} prompts",
+                url, call.ids, f"answered {len(answers)} choices for {len(call.requests)} prompts"
             )
         return make_rollouts(
-            requests,
-            choices,
+            call.requests,
+            answers,
             params,
             stop_ids=self.stop_ids,
             tokenizer=self._tokenizer,
             backend=self.name,
-            timings=timings,
+            timings=Timings(generate_s=elapsed, batch_size=len(call.requests)),
             served_by=url,
         )
 
@@ -275,7 +343,7 @@ class VLLMServerBackend:
             self.check_health()
         model.save_pretrained(self.weights_dir)
         for url in self.fleet.servers:
-            if self.fleet.states[url] == "dead":
+            if self.fleet.state(url) == "dead":
                 try:
                     self._probe(url)
                 except (httpx.HTTPError, KeyError, IndexError, ValueError):
@@ -293,7 +361,8 @@ class VLLMServerBackend:
                 self._post(url, adapter.ROUTES.resume)
                 self.fleet.mark_synced(url)
             except httpx.HTTPError as exc:
-                self.fleet.mark_dead(url, f"weight sync failed: {_cause(exc, self.timeout_s)}")
+                cause = _cause(exc, self.timeout_s, TIMEOUT_KEY)
+                self.fleet.mark_dead(url, f"weight sync failed: {cause}")
         if not self.fleet.healthy():
             raise RolloutError(f"no vLLM server holds the new weights: {self.fleet.describe()}")
 
@@ -310,7 +379,8 @@ class VLLMServerBackend:
         """No-op: see `sleep`."""
 
     def close(self) -> None:
-        """Close the HTTP connections (the servers keep running)."""
+        """Stop the worker threads and close the HTTP connections (servers keep running)."""
+        self._pool.shutdown()
         self._http.close()
 
     def _get(self, url: str, route: str) -> httpx.Response:
@@ -324,14 +394,11 @@ class VLLMServerBackend:
         return response
 
 
-def _cause(
-    exc: BaseException, timeout: float | None, key: str = "rollout_matching.vllm.server.timeout_s"
-) -> str:
-    if isinstance(exc, httpx.ConnectTimeout):
-        key, timeout = "rollout_matching.vllm.server.timeout_s", None
+def _cause(exc: BaseException, limit: float | None, key: str) -> str:
+    """A failure's account; a timeout names its limit and config key (``key``)."""
     if isinstance(exc, httpx.TimeoutException):
-        limit = "" if timeout is None else f" after {timeout:g} s"
-        return f"timed out{limit} ({key}): {type(exc).__name__}"
+        bound = "" if limit is None else f" after {limit:g} s"
+        return f"timed out{bound} ({key}): {type(exc).__name__}"
     if isinstance(exc, httpx.HTTPStatusError):
         return f"HTTP {exc.response.status_code}: {exc.response.text[:300]}"
     return f"{type(exc).__name__}: {exc}"

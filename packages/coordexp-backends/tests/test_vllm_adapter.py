@@ -1,0 +1,59 @@
+"""The vLLM adapter's request encoding (no vLLM needed): repeat-terminate rules on the wire."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coordexp_backends import DecodeParams, RepeatTerminateParams
+from coordexp_backends.vllm_adapter import (
+    REPEAT_TERMINATE_ARG,
+    completion_body,
+    parse_repeat_terminate_arg,
+    repeat_terminate_arg,
+)
+
+LIMIT = st.one_of(st.none(), st.integers(1, 10_000))
+RULES = st.builds(
+    RepeatTerminateParams,
+    min_new_tokens=st.integers(0, 10_000),
+    max_consecutive_token_repeats=LIMIT,
+    ngram_size=LIMIT,
+    ngram_repeats=LIMIT,
+    max_object_keys=LIMIT,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rules=RULES, eos=st.integers(0, 200_000))
+def test_the_engine_side_reads_back_exactly_the_rules_sent(
+    rules: RepeatTerminateParams, eos: int
+) -> None:
+    raw = repeat_terminate_arg(DecodeParams(max_new_tokens=8, repeat_terminate=rules), eos)
+    assert raw is not None
+    assert parse_repeat_terminate_arg(raw) == (rules, eos)
+    fields = {f.name for f in dataclasses.fields(RepeatTerminateParams)}
+    assert set(json.loads(raw)) == fields | {"eos_id"}
+
+
+def test_no_rules_send_nothing() -> None:
+    params = DecodeParams(max_new_tokens=8)
+    assert repeat_terminate_arg(params, 2) is None
+    body = completion_body("m", [[1, 2]], params, (2,), seed=None)
+    assert "vllm_xargs" not in body
+    assert "seed" not in body
+
+
+def test_a_completion_body_asks_for_exact_token_ids() -> None:
+    rules = RepeatTerminateParams(max_consecutive_token_repeats=3)
+    params = DecodeParams(max_new_tokens=8, temperature=0.5, repeat_terminate=rules)
+    body = completion_body("m", [[1, 2]], params, (2, 3), seed=11)
+    assert body["prompt"] == [[1, 2]]
+    assert body["seed"] == 11
+    assert body["return_token_ids"] is True
+    assert body["skip_special_tokens"] is False
+    assert body["stop_token_ids"] == [2, 3]
+    assert parse_repeat_terminate_arg(body["vllm_xargs"][REPEAT_TERMINATE_ARG]) == (rules, 2)
