@@ -19,6 +19,7 @@ from coordexp_train.data.encode import SampleEncoder
 from coordexp_train.data.prompts import PromptSpec
 from coordexp_train.losses import Stage1LossWeights
 from coordexp_train.model import LoadedModel
+from coordexp_train.model.processor import set_image_size
 from coordexp_train.stage2 import (
     build_channel_b_sample,
     channel_b_loss,
@@ -127,3 +128,28 @@ def test_a_rollout_of_a_differently_sized_image_is_refused(loaded: LoadedModel) 
             spatial_merge_size=encoder.merge_size,
             rollout_prompt_ids=rollout.prompt_token_ids,
         )
+
+
+def test_with_the_template_image_size_the_rollout_prompt_is_the_training_prompt(
+    loaded: LoadedModel,
+) -> None:
+    prompt = PromptSpec()
+    max_pixels = 128 * 128
+    encoder = SampleEncoder(loaded.processor, prompt=prompt, max_pixels=max_pixels, max_length=4096)
+    record = validate_record(
+        {**RECORDS[0], "width": 400, "height": 200}, source="big.jsonl", line=3
+    )
+    image = Image.new("RGB", (400, 200), (20, 90, 40))
+    dataset_sample = encoder.encode(record, image, index=0)
+    size = dict(loaded.processor.image_processor.size)  # type: ignore[attr-defined]
+    set_image_size(loaded.processor, max_pixels)  # what the trainer does at load
+    try:
+        backend = create_backend(ROLLOUT_CFG, processor=loaded.processor, model=loaded.model)
+        [rollout] = backend.generate(
+            [RolloutRequest("big", prompt_messages(prompt), [image])],
+            decode_params(dataclasses.replace(ROLLOUT_CFG, max_new_tokens=2), seed=0),
+        )
+    finally:
+        loaded.processor.image_processor.size = size  # type: ignore[attr-defined]
+    prompt_length = int((dataset_sample.labels != -100).nonzero()[0])
+    assert list(rollout.prompt_token_ids) == dataset_sample.input_ids[:prompt_length].tolist()

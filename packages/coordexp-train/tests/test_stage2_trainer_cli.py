@@ -140,6 +140,17 @@ def test_rollout_matching_sft_runs_channel_b_every_step_and_resumes(workspace: P
     assert any(not torch.equal(final[k], at_two[k]) for k in final)
 
 
+def test_weights_are_synced_only_when_a_b_step_finds_them_stale(workspace: Path) -> None:
+    config = _config(workspace, "sync", "stage2_ab_training")
+    overrides = ["stage2_ab.schedule.b_ratio=1.0", "stage2_ab.weight_sync_every_steps=2"]
+    args = ["--config", str(config)]
+    for o in [*overrides, "rollout_matching.monitor_dump.enabled=false"]:
+        args += ["--override", o]
+    assert main(args) == 0
+    # step 0 syncs (engine weights unknown), then every second step
+    assert [r["weight_sync"] for r in _train_logs(workspace / "sync")] == [1.0, 0.0, 1.0, 0.0]
+
+
 def test_a_missing_stage1_checkpoint_names_the_command(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
