@@ -35,6 +35,13 @@ def test_reference_documents_every_key_and_removed_knob() -> None:
         assert needle in text
 
 
+@pytest.mark.parametrize("key", ["rollout_matching", "stage2_ab"])
+def test_reference_lists_each_section_rejected_under_custom_extra(key: str) -> None:
+    text = reference_markdown()
+    assert f"| `custom.extra.{key}` | " in text
+    assert f"move them to the top-level `{key}:` section" in text
+
+
 def test_check_reports_ok_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(SERVER_CONFIG)]) == 0
     assert capsys.readouterr().out == f"{SERVER_CONFIG}: ok (stage2_ab_training)\n"

@@ -158,6 +158,17 @@ def test_rollout_settings_under_custom_extra_fail_with_guidance(payload: Payload
     }
 
 
+def test_stage2_ab_settings_under_custom_extra_fail_with_guidance(payload: Payload) -> None:
+    p = payload("stage2_ab_training")
+    p["custom"]["extra"] = {"stage2_ab": {"schedule": {"b_ratio": 0.5}}}
+    assert issues_of(p) == {
+        "custom.extra.stage2_ab": (
+            "Stage-2 AB settings under custom.extra are not read; move them to the "
+            "top-level `stage2_ab:` section (same keys)"
+        )
+    }
+
+
 def test_minor_toggle_under_custom_extra_is_accepted(payload: Payload) -> None:
     p = payload()
     p["custom"]["extra"] = {"some_minor_toggle": True}

@@ -13,6 +13,7 @@ from typing import Any, get_args, get_origin
 
 from coordexp_schema.config import TrainingConfig
 from coordexp_schema.fields import field_bounds, field_doc, is_required, rejected_keys
+from coordexp_schema.sections.custom import CustomConfig
 from coordexp_schema.strict import describe, init_fields, is_union, join, type_hints
 
 INTRO = """\
@@ -134,10 +135,8 @@ def _removed_keys() -> str:
         for key, guidance in rejected_keys(cls).items():
             flat = " ".join(guidance.split()).replace("|", "\\|")
             lines.append(f"| `{join(path, key)}` | {flat} |")
-    lines.append(
-        "| `custom.extra.rollout_matching` | rollout settings belong in the top-level "
-        "`rollout_matching:` section |"
-    )
+    for key, guidance in CustomConfig.EXTRA_REJECTED.items():
+        lines.append(f"| `custom.extra.{key}` | {guidance.replace('|', chr(92) + '|')} |")
     return "\n".join(lines) + "\n"
 
 

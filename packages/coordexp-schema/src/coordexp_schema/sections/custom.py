@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from coordexp_schema.fields import knob
 
@@ -58,24 +58,24 @@ class CustomConfig:
         ),
     )
 
+    #: Canonical sections that must not hide in ``extra``: key → guidance (also listed by
+    #: the configuration reference).
+    EXTRA_REJECTED: ClassVar[Mapping[str, str]] = {
+        "rollout_matching": (
+            "rollout settings under custom.extra are not read; move them to the top-level "
+            "`rollout_matching:` section (same keys)"
+        ),
+        "stage2_ab": (
+            "Stage-2 AB settings under custom.extra are not read; move them to the top-level "
+            "`stage2_ab:` section (same keys)"
+        ),
+    }
+
     def validate(self) -> Iterator[tuple[str, str]]:
-        """Canonical sections must not hide in ``extra``."""
-        if "rollout_matching" in self.extra:
-            yield (
-                "extra.rollout_matching",
-                (
-                    "rollout settings under custom.extra are not read; move them to the "
-                    "top-level `rollout_matching:` section (same keys)"
-                ),
-            )
-        if "stage2_ab" in self.extra:
-            yield (
-                "extra.stage2_ab",
-                (
-                    "Stage-2 AB settings under custom.extra are not read; move them to the "
-                    "top-level `stage2_ab:` section (same keys)"
-                ),
-            )
+        """Canonical sections must not hide in ``extra`` (see :attr:`EXTRA_REJECTED`)."""
+        for key, guidance in self.EXTRA_REJECTED.items():
+            if key in self.extra:
+                yield f"extra.{key}", guidance
 
 
 @dataclass(frozen=True, kw_only=True)

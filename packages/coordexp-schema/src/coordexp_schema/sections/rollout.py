@@ -74,8 +74,18 @@ class OffloadConfig:
 class MonitorDumpConfig:
     """Periodic dumps of rollouts, matches and targets for inspection."""
 
-    enabled: bool = knob(False, doc="Write monitor dumps.")
-    every_steps: int = knob(100, ge=1, doc="Dump every N optimizer steps.")
+    enabled: bool = knob(
+        False,
+        doc=(
+            "Write monitor dumps: a Channel-B step's rollouts as JSONL (text, parsed and "
+            "ground-truth objects, match) and PNG overlays of prediction vs ground truth."
+        ),
+    )
+    every_steps: int = knob(
+        100,
+        ge=1,
+        doc="Dump the first Channel-B step at or after every N-th optimizer step (0 included).",
+    )
     max_events: int = knob(20, ge=1, doc="Stop dumping after this many dumps.")
     max_samples: int = knob(4, ge=1, doc="Samples per dump.")
     max_text_chars: int = knob(4000, ge=1, doc="Truncate each dumped text to this many chars.")
