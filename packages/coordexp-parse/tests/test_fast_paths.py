@@ -1,14 +1,13 @@
-"""The fast paths (canonical entry runs, table alignment, stride coord location) are exact.
+"""The fast paths (canonical entry runs, tiled pieces, coord tokens found in the ids) are exact.
 
 Each property parses random answers (valid, invalid and malformed entries, any
 truncation) twice: as shipped, and with every fast path turned off (no canonical entry
-patterns, byte-group alignment for every token, coord tokens located one by one). The
-two results must be equal in every field.
+patterns, byte-group alignment for every token, coord tokens located by character span).
+The two results must be equal in every field, the prefix token spans included.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordexp_parse import (
-    Alignment,
     DetObject,
     RolloutParse,
     RolloutParser,
@@ -98,18 +96,16 @@ def answers(draw: st.DrawFn) -> str:
     return head + body + tail
 
 
-def exact_align(self: RolloutParser, token_ids: Sequence[int]) -> Alignment:
-    """Byte-group alignment for every token; ``grouped`` turns off the stride locator."""
-    al = self._align_slow([int(t) for t in token_ids])
-    al.grouped = True
-    return al
-
-
 def exact_rollout_parse(ids: list[int], tokenizer: Any) -> RolloutParse:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(scanner, "_FAST_ENTRY", ())
-        mp.setattr(RolloutParser, "align", exact_align)
+        mp.setattr(RolloutParser, "_parse_tiled", lambda self, ids: None)
         return parse_rollout(ids, tokenizer)
+
+
+def assert_same_parse(fast: RolloutParse, exact: RolloutParse) -> None:
+    assert fast == exact
+    assert fast.prefix_token_spans == exact.prefix_token_spans
 
 
 @settings(max_examples=200, deadline=None)
@@ -130,7 +126,7 @@ def test_token_fast_paths_equal_the_exact_parse_on_the_byte_tokenizer(
 ) -> None:
     ids = FAKE.encode(text)
     ids = ids[: data.draw(st.integers(0, len(ids)))]
-    assert parse_rollout(ids, FAKE) == exact_rollout_parse(ids, FAKE)
+    assert_same_parse(parse_rollout(ids, FAKE), exact_rollout_parse(ids, FAKE))
 
 
 @settings(max_examples=60, deadline=None)
@@ -140,7 +136,7 @@ def test_token_fast_paths_equal_the_exact_parse_on_the_real_tokenizer(
 ) -> None:
     ids = list(HF.encode(text, add_special_tokens=False))
     ids = ids[: data.draw(st.integers(0, len(ids)))]
-    assert parse_rollout(ids, HF) == exact_rollout_parse(ids, HF)
+    assert_same_parse(parse_rollout(ids, HF), exact_rollout_parse(ids, HF))
 
 
 def test_canonical_entries_take_the_fast_path_and_the_exact_parse_does_not() -> None:
@@ -149,17 +145,26 @@ def test_canonical_entries_take_the_fast_path_and_the_exact_parse_does_not() -> 
     text = render_objects(objects) + "<|im_end|>"
     ids = FAKE.encode(text)
     general: list[int] = []
+    by_span: list[int] = []
     original = scanner._general_entry
+    original_locator = RolloutParser._exact_locator
 
     def counting(scan: Any, pos: int) -> Any:
         general.append(pos)
         return original(scan, pos)
 
+    def counting_locator(self: RolloutParser, *args: Any) -> Any:
+        by_span.append(1)
+        return original_locator(self, *args)
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(scanner, "_general_entry", counting)
+        mp.setattr(RolloutParser, "_exact_locator", counting_locator)
         fast = parse_rollout(ids, FAKE)
         assert general == []
+        assert by_span == []
         exact = exact_rollout_parse(ids, FAKE)
         assert len(general) == 2
+        assert by_span == [1]
     assert len(fast.objects) == 2
-    assert fast == exact
+    assert_same_parse(fast, exact)

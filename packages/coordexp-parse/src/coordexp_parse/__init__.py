@@ -22,7 +22,14 @@ from coordexp_parse.objects import (
     geometry_problem,
 )
 from coordexp_parse.ordering import canonical_object, canonical_order, canonical_polygon
-from coordexp_parse.parsed import DROP_REASONS, Ending, Entry, ParsedObject, RolloutParse
+from coordexp_parse.parsed import (
+    DROP_REASONS,
+    Ending,
+    Entry,
+    ParsedObject,
+    RolloutParse,
+    TokenSpans,
+)
 from coordexp_parse.records import (
     JsonlRecords,
     PixelObject,
@@ -77,6 +84,7 @@ __all__ = [
     "Role",
     "RolloutParse",
     "RolloutParser",
+    "TokenSpans",
     "TokenizerError",
     "TokenizerLike",
     "__version__",

@@ -15,12 +15,17 @@ i.e. round half up, then clamp. Bins → pixels is the exact inverse scaling
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Mapping
 
 NUM_BINS = 1000
 MAX_BIN = NUM_BINS - 1
 
-_COORD_RE = re.compile(r"<\|coord_(0|[1-9][0-9]{0,2})\|>")
+#: What every coord token text starts with.
+COORD_PREFIX = "<|coord_"
+#: Regular expression (source, no groups) matching exactly one canonical coord token text.
+COORD_PATTERN = r"<\|coord_(?:0|[1-9][0-9]{0,2})\|>"
+#: Coord token text → bin, for the 1000 canonical tokens (read-only by contract).
+COORD_BINS: Mapping[str, int] = {f"{COORD_PREFIX}{k}|>": k for k in range(NUM_BINS)}
 
 
 def coord_token(k: int) -> str:
@@ -31,7 +36,7 @@ def coord_token(k: int) -> str:
     """
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_BIN:
         raise ValueError(f"coord bin must be an int in 0..{MAX_BIN}, got {k!r}")
-    return f"<|coord_{k}|>"
+    return f"{COORD_PREFIX}{k}|>"
 
 
 def coord_value(token: str) -> int | None:
@@ -39,8 +44,7 @@ def coord_value(token: str) -> int | None:
 
     Only the canonical spelling is recognised: no leading zeros, no spaces, k ≤ 999.
     """
-    m = _COORD_RE.fullmatch(token)
-    return None if m is None else int(m.group(1))
+    return COORD_BINS.get(token) if isinstance(token, str) else None
 
 
 def is_coord_token(token: str) -> bool:
@@ -50,7 +54,7 @@ def is_coord_token(token: str) -> bool:
 
 def all_coord_tokens() -> list[str]:
     """The 1000 coord token texts in bin order (what a tokenizer must contain)."""
-    return [f"<|coord_{k}|>" for k in range(NUM_BINS)]
+    return list(COORD_BINS)
 
 
 def pixel_to_bin(v: float, side: int) -> int:

@@ -18,7 +18,7 @@ from enum import IntEnum
 from coordexp_parse.parsed import Entry, RolloutParse, Span
 from coordexp_parse.render import FieldOrder, ObjectLike, render_entries
 from coordexp_parse.scanner import scan_text
-from coordexp_parse.tokens import END_TOKEN, RolloutParser, TokenizerLike, parser_for
+from coordexp_parse.tokens import END_TOKEN, Alignment, RolloutParser, TokenizerLike, parser_for
 
 
 class Owner(IntEnum):
@@ -106,6 +106,9 @@ def build_injection(
 ) -> InjectedAnswer:
     """Token ids and per-token labels of the FN-injected answer (deterministic).
 
+    The prefix's tokens, entries and coord token positions are the parse's own; only the
+    FN entries are encoded and parsed (to check they read back as ``fn_objects``).
+
     Args:
         parse: a token parse (from ``parse_rollout`` / ``RolloutParser.parse``).
         fn_objects: ground-truth objects to inject, in order.
@@ -120,7 +123,7 @@ def build_injection(
             encode the injected text back to itself.
     """
     parser = tokenizer if isinstance(tokenizer, RolloutParser) else parser_for(tokenizer)
-    if parse.prefix_token_ids is None or parse.prefix_token_spans is None:
+    if parse.prefix_token_ids is None or parse.token_spans is None:
         raise ValueError("build_injection needs a token parse (parse_rollout), not parse_text")
     bad = [i for i in matched if not 0 <= i < len(parse.objects)]
     if bad:
@@ -129,9 +132,11 @@ def build_injection(
         )
     tail = _fn_tail(parse, fn_objects, field_order)
     ids = list(parse.prefix_token_ids)
-    spans = list(parse.prefix_token_spans)
+    starts = list(parse.token_spans.starts)
+    ends = list(parse.token_spans.ends)
     prefix_length = len(ids)
     pos = len(parse.prefix_text)
+    tail_tokens = Alignment([], "", [], [], False)
     close_start = 0
     for piece in (tail, "}"):
         close_start = len(ids)
@@ -140,87 +145,103 @@ def build_injection(
         al = parser.align(parser.encode(piece))
         if al.text != piece:
             raise ValueError(f"the tokenizer does not encode {piece!r} back to itself: {al.text!r}")
+        if piece is tail:
+            tail_tokens = al
         ids += al.ids
-        spans += al.spans(pos)
+        starts += [s + pos for s in al.starts]
+        ends += [e + pos for e in al.ends]
         pos += len(piece)
     ids.append(parser.end_token_id)
-    spans.append((pos, pos + len(END_TOKEN)))
+    starts.append(pos)
+    ends.append(pos + len(END_TOKEN))
     text = parse.prefix_text + tail + "}" + END_TOKEN
-    return _label(
-        parse, fn_objects, parser, ids, spans, text, prefix_length, close_start, set(matched)
-    )
-
-
-def _label(
-    parse: RolloutParse,
-    fn_objects: Sequence[ObjectLike],
-    parser: RolloutParser,
-    ids: list[int],
-    spans: list[Span],
-    text: str,
-    prefix_length: int,
-    close_start: int,
-    matched: set[int],
-) -> InjectedAnswer:
-    # Parse the FN entries alone (as "{" + entries + "}") and shift them into place: the
-    # prefix's entries and objects are the parse's own.
-    n_pred = len(parse.objects)
-    at = len(parse.prefix_text) + (2 if parse.entries and fn_objects else 0)
-    shift = at - 1
-    fn_scan = scan_text("{" + text[at : len(text) - len(END_TOKEN) - 1] + "}")
-    start = (parse.max_object_index or 0) + 1
-    expected = [(start + j, o.desc, o.kind, tuple(o.coords)) for j, o in enumerate(fn_objects)]
-    got = [(o.index, o.desc, o.kind, o.coords) for o in fn_scan.objects]
-    if fn_scan.ending != "closed" or got != expected:
-        raise ValueError("the injected FN entries do not parse back to the FN objects")
-    entries = [
-        *parse.entries,
-        *(Entry(e.key, e.index, _shifted(e.span, shift), None, n_pred + j)
-          for j, e in enumerate(fn_scan.entries)),
-    ]  # fmt: skip
-    located = [(o.desc_span, o.coord_spans) for o in parse.objects]
-    located += [
-        (_shifted(o.desc_span, shift), tuple(_shifted(c, shift) for c in o.coord_spans))
-        for o in fn_scan.objects
-    ]
-    starts = [a for a, _ in spans]
-    ends = [b for _, b in spans]
-    # (owner, ordinal) of each located object: prefix objects, then FN objects.
-    obj_label = [(Owner.MATCHED if i in matched else Owner.FP, i) for i in range(n_pred)]
-    obj_label += [(Owner.FN, j) for j in range(len(fn_objects))]
-    coord_pos: list[tuple[int, ...]] = []
-    for _, coord_spans in located:
-        positions = []
-        for s, e in coord_spans:
-            t = bisect_right(ends, s)
-            if t == len(ids) or spans[t] != (s, e) or ids[t] not in parser.coord_id_set:
-                raise ValueError(f"coordinate at characters {s}..{e} is not one coord token")
-            positions.append(t)
-        coord_pos.append(tuple(positions))
+    fn = _FnEntries(parse, fn_objects, parser.coord_id_set, tail, tail_tokens)
     n = len(ids)
+    matched_set = set(matched)
+    # (owner, ordinal) of each object: prefix objects, then FN objects.
+    obj_label = [(Owner.MATCHED if i in matched_set else Owner.FP, i) for i in range(fn.n_pred)]
+    obj_label += [(Owner.FN, j) for j in range(len(fn_objects))]
+    entries = [*parse.entries, *fn.entries]
     labels = _entry_labels(entries, obj_label, len(parse.prefix_text), starts, ends)
     roles = [Role.STRUCTURE] * n
     roles[close_start : n - 1] = [Role.CLOSE] * (n - 1 - close_start)
     roles[n - 1] = Role.END
-    for k, ((ds, de), _) in enumerate(located):
+    coord_pos = [*(o.coord_token_positions or () for o in parse.objects), *fn.coord_positions]
+    desc_spans = [*(o.desc_span for o in parse.objects), *fn.desc_spans]
+    for k, (ds, de) in enumerate(desc_spans):
         for t in coord_pos[k]:
             labels[t] = obj_label[k]
             roles[t] = Role.COORD
         for t in range(bisect_right(ends, ds), bisect_left(starts, de)):
             if labels[t][0] is not Owner.NONE:
                 roles[t] = Role.DESC
+    owners, ordinals = zip(*labels, strict=True)
+    start = (parse.max_object_index or 0) + 1
     return InjectedAnswer(
         token_ids=tuple(ids),
-        owners=tuple(label[0] for label in labels),
+        owners=owners,
         roles=tuple(roles),
-        ordinals=tuple(label[1] for label in labels),
-        spans=tuple(spans),
+        ordinals=ordinals,
+        spans=tuple(zip(starts, ends, strict=True)),
         text=text,
         prefix_length=prefix_length,
         fn_indices=tuple(range(start, start + len(fn_objects))),
-        pred_coord_positions=tuple(coord_pos[:n_pred]),
-        fn_coord_positions=tuple(coord_pos[n_pred:]),
+        pred_coord_positions=tuple(coord_pos[: fn.n_pred]),
+        fn_coord_positions=tuple(coord_pos[fn.n_pred :]),
     )
+
+
+class _FnEntries:
+    """The injected FN entries, parsed back and placed in the answer's characters and tokens.
+
+    The entries are parsed alone (as ``"{" + entries + "}"``), checked to read back as the
+    FN objects with their keys, and shifted into place: ``entries`` and ``desc_spans`` in
+    answer characters, ``coord_positions`` in answer tokens (the tail's tokens follow the
+    ``prefix_length`` prefix tokens).
+
+    Raises:
+        ValueError: the entries do not read back, or a coordinate is not one coord token.
+    """
+
+    def __init__(
+        self,
+        parse: RolloutParse,
+        fn_objects: Sequence[ObjectLike],
+        coord_ids: Collection[int],
+        tail: str,
+        tail_tokens: Alignment,
+    ) -> None:
+        self.n_pred = len(parse.objects)
+        lead = 2 if parse.entries and fn_objects else 0  # the ", " before the first entry
+        scan = scan_text("{" + tail[lead:] + "}")
+        start = (parse.max_object_index or 0) + 1
+        expected = [(start + j, o.desc, o.kind, tuple(o.coords)) for j, o in enumerate(fn_objects)]
+        got = [(o.index, o.desc, o.kind, o.coords) for o in scan.objects]
+        if scan.ending != "closed" or got != expected:
+            raise ValueError("the injected FN entries do not parse back to the FN objects")
+        to_tail = lead - 1  # FN-scan characters → tail characters
+        shift = len(parse.prefix_text) + to_tail  # FN-scan characters → answer characters
+        tail_starts, tail_ends, tail_ids = tail_tokens.starts, tail_tokens.ends, tail_tokens.ids
+        offset = len(parse.prefix_token_ids or ())
+        self.entries = [
+            Entry(e.key, e.index, _shifted(e.span, shift), None, self.n_pred + j)
+            for j, e in enumerate(scan.entries)
+        ]
+        self.desc_spans = [_shifted(o.desc_span, shift) for o in scan.objects]
+        self.coord_positions: list[tuple[int, ...]] = []
+        for o in scan.objects:
+            positions = []
+            for s, e in o.coord_spans:
+                s, e = s + to_tail, e + to_tail
+                t = bisect_right(tail_ends, s)
+                if (
+                    t == len(tail_ends)
+                    or (tail_starts[t], tail_ends[t]) != (s, e)
+                    or tail_ids[t] not in coord_ids
+                ):
+                    raise ValueError(f"coordinate at characters {s}..{e} is not one coord token")
+                positions.append(offset + t)
+            self.coord_positions.append(tuple(positions))
 
 
 _NOBODY = (Owner.NONE, -1)

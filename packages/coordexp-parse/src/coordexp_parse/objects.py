@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
@@ -19,28 +20,39 @@ class ObjectError(ValueError):
         self.reason = reason
 
 
+def arity_problem(kind: GeometryKind, n: int) -> str | None:
+    """What is wrong with ``n`` values for a ``kind`` geometry, or None when they fit.
+
+    A bbox needs exactly 4 values (x1, y1, x2, y2); a poly an even count ≥ 6 (≥ 3 points).
+    """
+    if kind == "bbox_2d":
+        return None if n == 4 else f"bbox_2d needs 4 values [x1, y1, x2, y2], got {n}"
+    return None if n >= 6 and n % 2 == 0 else f"poly needs an even number (>= 6) of values, got {n}"
+
+
+def bbox_ordered(coords: Sequence[float]) -> bool:
+    """Whether a bbox ``x1, y1, x2, y2`` has x1 ≤ x2 and y1 ≤ y2 (any number type)."""
+    return coords[0] <= coords[2] and coords[1] <= coords[3]
+
+
 def geometry_problem(kind: str, coords: tuple[int, ...]) -> tuple[str, str] | None:
     """Check one geometry; return ``(reason, message)`` for the first problem, else None.
 
     Reasons are the drop-reason codes the rollout parser counts: ``unknown_geom``,
-    ``wrong_arity`` (bbox needs 4 values; poly needs an even count ≥ 6) and
-    ``bbox_invalid`` (a value outside 0..999, or x2 < x1 / y2 < y1). Polygons with values
-    out of range are ``bbox_invalid`` too: the name is the research system's.
+    ``wrong_arity`` (see :func:`arity_problem`) and ``bbox_invalid`` (a value outside
+    0..999, or x2 < x1 / y2 < y1). Polygons with values out of range are
+    ``bbox_invalid`` too: the name is the research system's.
     """
     if kind not in GEOMETRY_KINDS:
         return "unknown_geom", f"geometry kind must be one of {GEOMETRY_KINDS}, got {kind!r}"
-    n = len(coords)
-    if kind == "bbox_2d" and n != 4:
-        return "wrong_arity", f"bbox_2d needs 4 values, got {n}"
-    if kind == "poly" and (n < 6 or n % 2):
-        return "wrong_arity", f"poly needs an even number (>= 6) of values, got {n}"
+    arity = arity_problem(kind, len(coords))
+    if arity is not None:
+        return "wrong_arity", arity
     for v in coords:
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_BIN:
             return "bbox_invalid", f"coordinates must be ints in 0..{MAX_BIN}, got {v!r}"
-    if kind == "bbox_2d":
-        x1, y1, x2, y2 = coords
-        if x2 < x1 or y2 < y1:
-            return "bbox_invalid", f"bbox_2d needs x1 <= x2 and y1 <= y2, got {list(coords)}"
+    if kind == "bbox_2d" and not bbox_ordered(coords):
+        return "bbox_invalid", f"bbox_2d needs x1 <= x2 and y1 <= y2, got {list(coords)}"
     return None
 
 

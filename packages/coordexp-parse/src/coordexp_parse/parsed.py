@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Literal, NamedTuple, TypeAlias
 
 from coordexp_parse.objects import DetObject, GeometryKind
@@ -102,6 +104,60 @@ class ParsedObject(NamedTuple):
         return DetObject(self.desc, self.kind, self.coords)
 
 
+class TokenSpans:
+    """The character spans of a token sequence, computed when first read.
+
+    The leading tokens are given by their text pieces (they tile the text from 0: each
+    starts where the one before ends); the tokens after them by explicit spans. Equal
+    when the spans are equal.
+    """
+
+    __slots__ = ("_ends", "_pieces", "_starts", "_tail_ends", "_tail_starts")
+
+    def __init__(
+        self, pieces: Sequence[str], starts: Sequence[int] = (), ends: Sequence[int] = ()
+    ) -> None:
+        self._pieces = pieces
+        self._tail_starts = list(starts)
+        self._tail_ends = list(ends)
+        self._starts: tuple[int, ...] | None = None
+        self._ends: tuple[int, ...] = ()
+
+    def extend(self, starts: Sequence[int], ends: Sequence[int]) -> None:
+        """Append tokens with explicit spans (only before the spans are first read)."""
+        self._tail_starts += starts
+        self._tail_ends += ends
+
+    def _compute(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        if self._starts is None:
+            ends = list(accumulate(map(len, self._pieces)))
+            self._starts = (0, *ends[:-1], *self._tail_starts) if ends else (*self._tail_starts,)
+            self._ends = (*ends, *self._tail_ends)
+            self._pieces = ()
+        return self._starts, self._ends
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        """Where each token starts."""
+        return self._compute()[0]
+
+    @property
+    def ends(self) -> tuple[int, ...]:
+        """Where each token ends."""
+        return self._compute()[1]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TokenSpans):
+            return NotImplemented
+        return self._compute() == other._compute()
+
+    def __hash__(self) -> int:
+        return hash(self._compute())
+
+    def __repr__(self) -> str:
+        return f"TokenSpans(starts={self.starts}, ends={self.ends})"
+
+
 @dataclass(frozen=True, slots=True)
 class RolloutParse:
     """The result of parsing one response; a pure function of the input.
@@ -122,9 +178,9 @@ class RolloutParse:
         prefix_token_ids: for token parses, the token ids of ``prefix_text`` (the
             response's own tokens; a token cut by the prefix end is re-encoded for its
             kept part); None for text parses.
-        prefix_token_starts: for token parses, where each prefix token starts in
-            ``prefix_text`` (tokens that only form characters together share one span).
-        prefix_token_ends: for token parses, where each prefix token ends.
+        token_spans: for token parses, the character spans of the prefix tokens in
+            ``prefix_text`` (read them as ``prefix_token_starts`` / ``_ends`` /
+            ``_spans``); None for text parses.
     """
 
     text: str
@@ -135,8 +191,7 @@ class RolloutParse:
     prefix_text: str
     max_object_index: int | None
     prefix_token_ids: tuple[int, ...] | None = None
-    prefix_token_starts: tuple[int, ...] | None = None
-    prefix_token_ends: tuple[int, ...] | None = None
+    token_spans: TokenSpans | None = None
 
     @property
     def truncated(self) -> bool:
@@ -144,11 +199,24 @@ class RolloutParse:
         return self.ending == "truncated"
 
     @property
+    def prefix_token_starts(self) -> tuple[int, ...] | None:
+        """For token parses, where each prefix token starts in ``prefix_text``.
+
+        Tokens that only form characters together share one span.
+        """
+        return None if self.token_spans is None else self.token_spans.starts
+
+    @property
+    def prefix_token_ends(self) -> tuple[int, ...] | None:
+        """For token parses, where each prefix token ends in ``prefix_text``."""
+        return None if self.token_spans is None else self.token_spans.ends
+
+    @property
     def prefix_token_spans(self) -> tuple[Span, ...] | None:
         """For token parses, ``(start, end)`` of each prefix token; None for text parses."""
-        if self.prefix_token_starts is None or self.prefix_token_ends is None:
+        if self.token_spans is None:
             return None
-        return tuple(zip(self.prefix_token_starts, self.prefix_token_ends, strict=True))
+        return tuple(zip(self.token_spans.starts, self.token_spans.ends, strict=True))
 
     @property
     def num_dropped(self) -> int:

@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from coordexp_parse.codec import pixel_to_bin
-from coordexp_parse.objects import GEOMETRY_KINDS, DetObject, GeometryKind
+from coordexp_parse.objects import (
+    GEOMETRY_KINDS,
+    DetObject,
+    GeometryKind,
+    arity_problem,
+    bbox_ordered,
+)
 from coordexp_parse.render import STOP_STRINGS
 
 OnInvalid: TypeAlias = Literal["error", "skip"]
@@ -130,10 +136,9 @@ def _object_problem(obj: Any, width: int, height: int) -> str | None:
     if not isinstance(values, list) or not all(_is_number(v) for v in values):
         return f"{kind} must be a flat list of finite pixel numbers, got {values!r}"
     n = len(values)
-    if kind == "bbox_2d" and n != 4:
-        return f"bbox_2d needs 4 values [x1, y1, x2, y2], got {n}"
-    if kind == "poly" and (n < 6 or n % 2):
-        return f"poly needs an even number (>= 6) of values, got {n}"
+    arity = arity_problem(kind, n)
+    if arity is not None:
+        return arity
     points = obj.get("poly_points", n // 2)
     if isinstance(points, bool) or points != n // 2 or ("poly_points" in obj and kind != "poly"):
         return f"poly_points must equal the number of poly points ({n // 2}) and needs a poly"
@@ -141,7 +146,7 @@ def _object_problem(obj: Any, width: int, height: int) -> str | None:
         axis, side = ("x", width) if i % 2 == 0 else ("y", height)
         if not 0 <= v <= side:
             return f"{kind}[{i}] = {v} is outside the image: need 0 <= {axis} <= {side}"
-    if kind == "bbox_2d" and (values[2] < values[0] or values[3] < values[1]):
+    if kind == "bbox_2d" and not bbox_ordered(values):
         return f"bbox_2d needs x1 <= x2 and y1 <= y2, got {values}"
     return None
 

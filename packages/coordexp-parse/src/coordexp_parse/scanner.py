@@ -14,10 +14,11 @@ import json
 import re
 from collections.abc import Callable
 from json.decoder import scanstring  # type: ignore[attr-defined]  # C-accelerated
-from typing import Any, TypeAlias, cast
+from operator import itemgetter
+from typing import Any, NamedTuple, TypeAlias, cast
 
-from coordexp_parse.codec import MAX_BIN
-from coordexp_parse.objects import GEOMETRY_KINDS, GeometryKind
+from coordexp_parse.codec import COORD_BINS, COORD_PATTERN
+from coordexp_parse.objects import GEOMETRY_KINDS, GeometryKind, arity_problem, bbox_ordered
 from coordexp_parse.parsed import DROP_REASONS, Ending, Entry, ParsedObject, RolloutParse, Span
 from coordexp_parse.render import STOP_STRINGS
 
@@ -28,29 +29,46 @@ _STRUCTURAL = re.compile(r'["{}\[\]]')
 _SCALAR_END = re.compile(r"[,}\][ \t\n\r]")
 _OBJECT_KEY = re.compile(r"object_([0-9]+)")
 _VALID_OBJECT_KEY = re.compile(r"object_[1-9][0-9]*")
-_COORD_BINS: dict[str, int] = {f"<|coord_{k}|>": k for k in range(MAX_BIN + 1)}
 
 # Fast path: one valid entry spelled canonically (as ``render_objects`` writes it), in
 # either field order, matched at the key's opening quote: a bbox with a group per coord
 # token, or a poly with its coord list as one group. Anything else, or anything the checks
 # after the match reject, takes the general path, which decides the drop reason.
-_COORD = r"<\|coord_(?:0|[1-9][0-9]{0,2})\|>"
+_COORD = COORD_PATTERN
 _POLY = r'"poly": \[(?P<coords>"' + _COORD + '"(?:, "' + _COORD + r'")*)\]'
 _BBOX = r'"bbox_2d": \[' + ", ".join(f'"(?P<c{i}>{_COORD})"' for i in range(4)) + r"\]"
-_DESC = r'"desc": "(?P<desc>(?:[^"\\\x00-\x1f]|\\.)*)"'
+_DESC = r'"desc": "(?P<desc>[^"\\\x00-\x1f]*(?:\\.[^"\\\x00-\x1f]*)*)"'
 _KEY = r'"object_(?P<n>[1-9][0-9]*)": '
-_FAST_ENTRY: tuple[tuple[re.Pattern[str], GeometryKind], ...] = (
-    (re.compile(_KEY + r"(?P<value>\{" + _DESC + ", " + _BBOX + r"\})"), "bbox_2d"),
-    (re.compile(_KEY + r"(?P<value>\{" + _BBOX + ", " + _DESC + r"\})"), "bbox_2d"),
-    (re.compile(_KEY + r"(?P<value>\{" + _DESC + ", " + _POLY + r"\})"), "poly"),
-    (re.compile(_KEY + r"(?P<value>\{" + _POLY + ", " + _DESC + r"\})"), "poly"),
+
+
+class _FastForm(NamedTuple):
+    """One canonical entry spelling: its pattern, geometry, and coord groups (bbox)."""
+
+    pattern: re.Pattern[str]
+    kind: GeometryKind
+    coord_spans: Callable[[tuple[Span, ...]], tuple[Span, ...]] | None
+
+
+def _fast_form(pattern: str, kind: GeometryKind) -> _FastForm:
+    compiled = re.compile(pattern)
+    if kind == "poly":
+        return _FastForm(compiled, kind, None)
+    groups = [compiled.groupindex[f"c{i}"] for i in range(4)]
+    return _FastForm(compiled, kind, itemgetter(*groups))
+
+
+_FAST_ENTRY: tuple[_FastForm, ...] = (
+    _fast_form(_KEY + r"(?P<value>\{" + _DESC + ", " + _BBOX + r"\})", "bbox_2d"),
+    _fast_form(_KEY + r"(?P<value>\{" + _BBOX + ", " + _DESC + r"\})", "bbox_2d"),
+    _fast_form(_KEY + r"(?P<value>\{" + _DESC + ", " + _POLY + r"\})", "poly"),
+    _fast_form(_KEY + r"(?P<value>\{" + _POLY + ", " + _DESC + r"\})", "poly"),
 )
 
-#: Maps the character spans of an object's coord tokens to their token positions, or None
-#: when a coordinate is not exactly one coord token (token parses supply one). The spans
-#: are those of one valid geometry value, in order: between them the text holds only JSON
-#: punctuation and whitespace.
-Locate: TypeAlias = Callable[[tuple[Span, ...]], tuple[int, ...] | None]
+#: Maps the character spans of an object's coord tokens, with their bins, to their token
+#: positions, or None when a coordinate is not exactly one coord token (token parses supply
+#: one). The spans are those of one valid geometry value, in order: between them the text
+#: holds only JSON punctuation and whitespace. Calls come in text order.
+Locate: TypeAlias = Callable[[tuple[Span, ...], tuple[int, ...]], tuple[int, ...] | None]
 
 
 class _Duplicate:
@@ -110,7 +128,7 @@ def _value_extent(text: str, pos: int) -> int | None:
     return None if m is None else m.start()
 
 
-def _coords_of(kind: str, geom: Any) -> tuple[tuple[int, ...] | None, str | None]:
+def _coords_of(kind: GeometryKind, geom: Any) -> tuple[tuple[int, ...] | None, str | None]:
     """Decoded geometry → (flat bins, None) or (None, drop reason)."""
     if not isinstance(geom, list):
         return None, "wrong_arity"
@@ -121,14 +139,13 @@ def _coords_of(kind: str, geom: Any) -> tuple[tuple[int, ...] | None, str | None
         items = [v for p in items for v in p]
     bins = []
     for v in items:
-        k = _COORD_BINS.get(v) if isinstance(v, str) else None
+        k = COORD_BINS.get(v) if isinstance(v, str) else None
         if k is None:
             return None, "non_coord_token"
         bins.append(k)
-    n = len(bins)
-    if (kind == "bbox_2d" and n != 4) or (kind == "poly" and (n < 6 or n % 2)):
+    if arity_problem(kind, len(bins)) is not None:
         return None, "wrong_arity"
-    if kind == "bbox_2d" and (bins[2] < bins[0] or bins[3] < bins[1]):
+    if kind == "bbox_2d" and not bbox_ordered(bins):
         return None, "bbox_invalid"
     return tuple(bins), None
 
@@ -190,7 +207,7 @@ def _valid_object(
     coord_spans = []
     for m in _STRING.finditer(text, geom_start, geom_end):
         s, e = m.start() + 1, m.end() - 1
-        if text[s:e] not in _COORD_BINS:  # decoded to a coord token only through escapes
+        if text[s:e] not in COORD_BINS:  # decoded to a coord token only through escapes
             return None
         coord_spans.append((s, e))
     desc_span = (desc_start + 1, desc_end - 1)
@@ -200,18 +217,10 @@ def _valid_object(
     )
 
 
-def _fast_geometry(
-    m: re.Match[str], kind: GeometryKind
-) -> tuple[tuple[int, ...], tuple[Span, ...]] | None:
-    """Bins and coord-token spans of a fast-path match; None when the geometry is invalid."""
-    if kind == "bbox_2d":
-        c0, c1, c2, c3 = m.group("c0", "c1", "c2", "c3")
-        coords = (_COORD_BINS[c0], _COORD_BINS[c1], _COORD_BINS[c2], _COORD_BINS[c3])
-        if coords[2] < coords[0] or coords[3] < coords[1]:
-            return None
-        return coords, (m.span("c0"), m.span("c1"), m.span("c2"), m.span("c3"))
+def _poly_tokens(m: re.Match[str]) -> tuple[tuple[int, ...], tuple[Span, ...]] | None:
+    """Bins and coord-token spans of a canonical poly match; None for a wrong arity."""
     tokens = m.group("coords")[1:-1].split('", "')
-    if len(tokens) < 6 or len(tokens) % 2 == 1:
+    if arity_problem("poly", len(tokens)) is not None:
         return None
     spans = []
     s = m.start("coords") + 1
@@ -219,7 +228,7 @@ def _fast_geometry(
         e = s + len(token)
         spans.append((s, e))
         s = e + 4  # '", "'
-    return tuple(map(_COORD_BINS.__getitem__, tokens)), tuple(spans)
+    return tuple(map(COORD_BINS.__getitem__, tokens)), tuple(spans)
 
 
 class _Scan:
@@ -249,18 +258,17 @@ class _Scan:
             self.locate,
         )
         last = None
-        kind: GeometryKind
-        patterns = _FAST_ENTRY
+        forms = _FAST_ENTRY
+        coord_bin = COORD_BINS.__getitem__
         while True:
-            for pattern, geometry in patterns:
-                m = pattern.match(text, pos)
+            for form in forms:
+                m = form.pattern.match(text, pos)
                 if m is not None:
-                    kind = geometry
                     break
             else:
                 return last
-            if patterns[0][0] is not pattern:  # answers repeat one spelling: try it first
-                patterns = ((pattern, kind), *_FAST_ENTRY)
+            if forms[0] is not form:  # answers repeat one spelling: try it first
+                forms = (form, *_FAST_ENTRY)
             digits, desc = m.group("n", "desc")
             index = int(digits)
             if "\\" in desc:
@@ -270,28 +278,35 @@ class _Scan:
                     return last
             if index in seen or not desc.strip():
                 return last
-            geometry_parts = _fast_geometry(m, kind)
-            if geometry_parts is None:
-                return last
-            coords, coord_spans = geometry_parts
+            if form.coord_spans is not None:
+                coords = tuple(map(coord_bin, m.group("c0", "c1", "c2", "c3")))
+                if not bbox_ordered(coords):
+                    return last
+                coord_spans = form.coord_spans(m.regs)
+            else:
+                poly = _poly_tokens(m)
+                if poly is None:
+                    return last
+                coords, coord_spans = poly
             positions = None
             if locate is not None:
-                positions = locate(coord_spans)
+                positions = locate(coord_spans, coords)
                 if positions is None:
                     return last
             if self.max_index is None or index > self.max_index:
                 self.max_index = index
             seen.add(index)
             end = m.end()
-            entries.append(Entry("object_" + digits, index, (pos, end), None, len(objects)))
+            entry_span = (pos, end)
+            entries.append(Entry("object_" + digits, index, entry_span, None, len(objects)))
             objects.append(
                 ParsedObject(
                     index,
                     desc,
-                    kind,
+                    form.kind,
                     coords,
                     m.span("value"),
-                    (pos, end),
+                    entry_span,
                     m.span("desc"),
                     coord_spans,
                     positions,
@@ -324,7 +339,7 @@ class _Scan:
                 if reason is None and kind is not None:
                     obj = _valid_object(self.text, index, value, kind, coords, vspan, entry_start)
                     if obj is not None and self.locate is not None:
-                        positions = self.locate(obj.coord_spans)
+                        positions = self.locate(obj.coord_spans, obj.coords)
                         obj = (
                             None
                             if positions is None

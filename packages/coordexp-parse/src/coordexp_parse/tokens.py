@@ -9,15 +9,18 @@ be exactly one coord token id.
 
 from __future__ import annotations
 
+import re
+import sys
 import weakref
+from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
 from operator import itemgetter
 from typing import Protocol
 
-from coordexp_parse.codec import all_coord_tokens
-from coordexp_parse.parsed import RolloutParse, Span
+from coordexp_parse.codec import COORD_PREFIX, all_coord_tokens
+from coordexp_parse.parsed import RolloutParse, Span, TokenSpans
 from coordexp_parse.scanner import Locate, scan_text, stop_index
 
 END_TOKEN = "<|im_end|>"
@@ -32,6 +35,26 @@ _PROBE_TEXT = (
 _CACHED_TEXT_LEN = 16  # re-encoded prefix tails and "}" are short: cache their ids
 _CACHED_TEXTS = 4096
 _DECODE_ERRORS = (ValueError, OverflowError, IndexError, KeyError, TypeError)
+_WALK_BACK = 64  # tokens walked back from the end to find the prefix cut
+# Token ids as the characters of a str: 4-byte unsigned ints read as UTF-32.
+_ID_TYPECODE = "I" if array("I").itemsize == 4 else "L"
+_UTF32 = "utf-32-le" if sys.byteorder == "little" else "utf-32-be"
+_match_start = re.Match.start
+
+
+def _may_spell_coord(piece: str) -> bool:
+    """Whether ``piece`` ends in, or holds, the start of ``<|coord_``."""
+    j = piece.find("<")
+    while j >= 0:
+        if COORD_PREFIX.startswith(piece[j : j + len(COORD_PREFIX)]):
+            return True
+        j = piece.find("<", j + 1)
+    return False
+
+
+def _id_class(ids: Sequence[int]) -> re.Pattern[str]:
+    """A regular expression matching any one of ``ids`` as a character (see ``_UTF32``)."""
+    return re.compile("[" + "".join(re.escape(chr(i)) for i in sorted(ids)) + "]")
 
 
 class TokenizerLike(Protocol):
@@ -99,6 +122,8 @@ class RolloutParser:
         self._partial: dict[int, str] = {}  # pieces that are only part of a character
         self._undecodable: set[int] = set()
         self._encoded: dict[str, tuple[int, ...]] = {}  # short texts (prefix cuts, "}")
+        self._spelling: set[int] = set()  # ids other than coord tokens that may spell one
+        self._spelling_class: re.Pattern[str] | None = None
         tokens = all_coord_tokens()
         ids = self.encode("".join(tokens))
         if len(ids) != len(tokens) or any(
@@ -113,6 +138,8 @@ class RolloutParser:
         self._pieces.update(zip(ids, tokens, strict=True))
         self.coord_ids: tuple[int, ...] = tuple(ids)
         self.coord_id_set = frozenset(ids)
+        self._coord_id_class = _id_class(ids) if max(ids) < 0x110000 else None
+        self._coord_chars = [chr(i) if i < 0x110000 else "" for i in ids]
         end = self.encode(END_TOKEN)
         if len(end) != 1 or self._decode(end) != END_TOKEN:
             raise TokenizerError(
@@ -160,6 +187,16 @@ class RolloutParser:
             self._partial[token_id] = piece
         else:
             self._pieces[token_id] = piece
+        if token_id not in self.coord_id_set and _may_spell_coord(piece):
+            self._spelling.add(token_id)
+            self._spelling_class = None
+
+    def _spelling_ids(self) -> re.Pattern[str] | None:
+        """The learned ids other than coord tokens whose piece may spell part of one."""
+        if self._spelling_class is None:
+            searchable = [i for i in self._spelling if 0 <= i < 0x110000]
+            self._spelling_class = _id_class(searchable) if searchable else None
+        return self._spelling_class
 
     def _group(self, ids: list[int], i: int) -> tuple[int, str]:
         """End and text of the group starting at the partial token ``i``.
@@ -201,10 +238,13 @@ class RolloutParser:
         ends = list(accumulate(map(len, pieces)))
         return Alignment(ids, "".join(pieces), [0, *ends[:-1]], ends, False)
 
-    def _align_slow(self, ids: list[int]) -> Alignment:
+    def _learn_all(self, ids: list[int]) -> None:
         for t in ids:
             if t not in self._pieces and t not in self._partial:
                 self._learn(t)
+
+    def _align_slow(self, ids: list[int]) -> Alignment:
+        self._learn_all(ids)
 
         parts: list[str] = []
         starts: list[int] = []
@@ -226,29 +266,12 @@ class RolloutParser:
             i = j
         return Alignment(ids, "".join(parts), starts, ends, grouped)
 
-    def _locator(self, al: Alignment) -> Locate:
-        starts, ends, ids, coord_ids = al.starts, al.ends, al.ids, self.coord_id_set
+    def _exact_locator(self, ids: list[int], starts: list[int], ends: list[int]) -> Locate:
+        """Locate coord tokens by character spans (any alignment, grouped or not)."""
+        coord_ids = self.coord_id_set
         n = len(ids)
-        tiled = not al.grouped
 
-        def locate(spans: tuple[Span, ...]) -> tuple[int, ...] | None:
-            # Common case, in one step: coord tokens at a constant stride (the tokens of
-            # the separators repeat), and the tokens from the first to the last tile the
-            # geometry from its first coord's start to its last coord's end. Coord pieces
-            # start with "<" and the geometry's only "<" are its coords' starts, so then
-            # each coord token sits exactly on its coord.
-            first = bisect_right(ends, spans[0][0])  # the first token ending after it
-            stride = bisect_right(ends, spans[1][0], first) - first if len(spans) > 1 else 1
-            last = first + stride * (len(spans) - 1)
-            if (
-                tiled
-                and stride > 0
-                and last < n
-                and starts[first] == spans[0][0]
-                and ends[last] == spans[-1][1]
-                and coord_ids.issuperset(ids[first : last + 1 : stride])
-            ):
-                return tuple(range(first, last + 1, stride))
+        def locate(spans: tuple[Span, ...], coords: tuple[int, ...]) -> tuple[int, ...] | None:
             positions = []
             for s, e in spans:
                 t = bisect_right(ends, s)  # the first token ending after s (skips empty pieces)
@@ -256,6 +279,55 @@ class RolloutParser:
                     return None
                 positions.append(t)
             return tuple(positions)
+
+        return locate
+
+    def _occurrence_locator(self, ids: list[int], text: str) -> Locate | None:
+        """Locate coord tokens in the ids directly, when every coord text is a coord token.
+
+        When no id other than a coord token's can spell part of ``<|coord_`` (see
+        :meth:`_learn`), the i-th occurrence of ``<|coord_`` in the text is the text of the
+        i-th coord token id. Objects are located in text order: when no coord text lies
+        between the last located coord and an object's first, its coords are the next
+        coord ids, found by value in the ids read as a string (one character per id);
+        otherwise by counting occurrences. None when some id could spell a coord, or an
+        id has no character (negative, above U+10FFFF).
+        """
+        coord_class = self._coord_id_class
+        if coord_class is None:
+            return None
+        try:
+            id_text = array(_ID_TYPECODE, ids).tobytes().decode(_UTF32, "surrogatepass")
+        except (OverflowError, UnicodeDecodeError):
+            return None
+        spelling = self._spelling_ids()
+        if spelling is not None and spelling.search(id_text) is not None:
+            return None
+        coord_chars = self._coord_chars
+        find = id_text.find
+        count = upto = token = 0  # occurrences, characters and tokens located so far
+        every: list[int] = []  # position of each coord id, listed on first need
+
+        def locate(spans: tuple[Span, ...], coords: tuple[int, ...]) -> tuple[int, ...]:
+            nonlocal count, upto, token
+            between = text.count(COORD_PREFIX, upto, spans[0][0])
+            if between:
+                if not every:
+                    every.extend(map(_match_start, coord_class.finditer(id_text)))
+                count += between
+                positions = tuple(every[count : count + len(coords)])
+            else:
+                found = []
+                t = token
+                for k in coords:
+                    t = find(coord_chars[k], t)
+                    found.append(t)
+                    t += 1
+                positions = tuple(found)
+            count += len(coords)
+            upto = spans[-1][1]
+            token = positions[-1] + 1
+            return positions
 
         return locate
 
@@ -267,24 +339,70 @@ class RolloutParser:
         The response ends at the first stop string in its text (``<|im_end|>``,
         ``<|endoftext|>``). Objects carry ``coord_token_positions``; a coordinate that is
         not exactly one coord token id is dropped as ``non_coord_token``. The prefix comes
-        with its token ids and spans (see :class:`~coordexp_parse.RolloutParse`).
+        with its token ids and spans (see :class:`~coordexp_parse.RolloutParse`; the spans
+        are computed when first read).
         """
-        al = self.align(token_ids)
-        text = al.text[: stop_index(al.text)]
-        result = scan_text(text, self._locator(al))
+        ids = list(token_ids)
+        if ids and type(ids[0]) is not int:  # numpy / torch integers
+            ids = list(map(int, ids))
+        tiled = self._parse_tiled(ids)
+        return tiled if tiled is not None else self._parse_aligned(self._align_slow(ids))
+
+    def _parse_tiled(self, ids: list[int]) -> RolloutParse | None:
+        """Parse ids whose pieces are all known whole characters (they tile the text).
+
+        None when some id is only part of a character (then the ids need
+        :meth:`_align_slow`). Spans of the prefix tokens are summed when first read.
+        """
+        try:  # one C-level pass over the ids
+            pieces = list(map(self._pieces.__getitem__, ids))
+        except KeyError:
+            self._learn_all(ids)
+            try:
+                pieces = list(map(self._pieces.__getitem__, ids))
+            except KeyError:
+                return None
+        full = "".join(pieces)
+        text = full[: stop_index(full)]
+        locate = self._occurrence_locator(ids, text)
+        if locate is None:
+            ends = list(accumulate(map(len, pieces)))
+            locate = self._exact_locator(ids, [0, *ends[:-1]], ends)
+        result = scan_text(text, locate)
         if result.ending == "no_object":
-            head = self.align(self.encode("{"))
-            ids, starts, ends = head.ids, head.starts, head.ends
-        else:
-            cut = len(result.prefix_text)
-            k = bisect_right(al.ends, cut)
-            ids, starts, ends = al.ids[:k], al.starts[:k], al.ends[:k]
-            if k < len(al.ids) and al.starts[k] < cut:  # the cut falls inside a token
-                start = al.starts[k]
-                tail = self.align(self.encode(text[start:cut]))
-                ids += tail.ids
-                starts += [s + start for s in tail.starts]
-                ends += [e + start for e in tail.ends]
+            return self._with_prefix(result, *self._brace())
+        cut = len(result.prefix_text)
+        k, start = _token_at(pieces, len(full), cut)
+        spans = TokenSpans(pieces[:k])
+        if start == cut:
+            return self._with_prefix(result, ids[:k], spans)
+        tail = self.align(self.encode(text[start:cut]))
+        spans.extend([s + start for s in tail.starts], [e + start for e in tail.ends])
+        return self._with_prefix(result, ids[:k] + tail.ids, spans)
+
+    def _parse_aligned(self, al: Alignment) -> RolloutParse:
+        """Parse with an exact alignment (byte groups, ids learned on the way)."""
+        text = al.text[: stop_index(al.text)]
+        result = scan_text(text, self._exact_locator(al.ids, al.starts, al.ends))
+        if result.ending == "no_object":
+            return self._with_prefix(result, *self._brace())
+        cut = len(result.prefix_text)
+        k = bisect_right(al.ends, cut)
+        ids, starts, ends = al.ids[:k], al.starts[:k], al.ends[:k]
+        if k < len(al.ids) and al.starts[k] < cut:  # the cut falls inside a token
+            start = al.starts[k]
+            tail = self.align(self.encode(text[start:cut]))
+            ids += tail.ids
+            starts += [s + start for s in tail.starts]
+            ends += [e + start for e in tail.ends]
+        return self._with_prefix(result, ids, TokenSpans((), starts, ends))
+
+    def _brace(self) -> tuple[list[int], TokenSpans]:
+        head = self.align(self.encode("{"))
+        return head.ids, TokenSpans((), head.starts, head.ends)
+
+    @staticmethod
+    def _with_prefix(result: RolloutParse, ids: list[int], spans: TokenSpans) -> RolloutParse:
         return RolloutParse(
             result.text,
             result.objects,
@@ -294,9 +412,25 @@ class RolloutParser:
             result.prefix_text,
             result.max_object_index,
             tuple(ids),
-            tuple(starts),
-            tuple(ends),
+            spans,
         )
+
+
+def _token_at(pieces: list[str], length: int, cut: int) -> tuple[int, int]:
+    """``(k, start)``: tokens ``[0, k)`` end at or before ``cut``; token k starts at ``start``.
+
+    ``pieces`` tile a text of ``length`` characters and the prefix cut is usually near its
+    end, so this walks back from the end (up to 64 tokens) before summing from the start.
+    """
+    k, start = len(pieces), length
+    while start > cut and len(pieces) - k < _WALK_BACK:
+        k -= 1
+        start -= len(pieces[k])
+    if start > cut:
+        ends = list(accumulate(map(len, pieces)))
+        k = bisect_right(ends, cut)
+        start = ends[k - 1] if k else 0
+    return k, start
 
 
 _PARSERS: weakref.WeakKeyDictionary[object, RolloutParser] = weakref.WeakKeyDictionary()
