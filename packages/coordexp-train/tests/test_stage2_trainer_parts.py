@@ -72,6 +72,19 @@ def test_beam_rollouts_are_refused_before_anything_is_built() -> None:
         check_supported(cfg)
 
 
+def test_offloading_during_rollouts_is_refused_until_implemented() -> None:
+    cfg = _config(
+        "rollout_matching_sft",
+        rollout_matching={
+            "rollout_backend": "vllm",
+            "vllm": {"mode": "colocate"},
+            "offload": {"enabled": True, "offload_optimizer": True},
+        },
+    )
+    with pytest.raises(UnsupportedSetting, match=r"rollout_matching\.offload\.enabled: .* set it"):
+        check_supported(cfg)
+
+
 def _forced(length: int, index: int) -> TeacherForcedSample:
     ids = torch.zeros(length, dtype=torch.long)
     empty = torch.zeros(0, dtype=torch.long)

@@ -30,10 +30,17 @@ def check_supported(cfg: TrainingConfig) -> None:
     """Refuse what the trainers cannot run, naming the dotted config path.
 
     Raises:
-        UnsupportedSetting: LoRA, quantized weights, or ``rollout_matching.decode_mode:
-            beam`` (no rollout backend implements beam search).
+        UnsupportedSetting: LoRA, quantized weights, ``rollout_matching.decode_mode:
+            beam`` (no rollout backend implements beam search) or
+            ``rollout_matching.offload.enabled`` (not implemented).
     """
     rollout = cfg.rollout_matching
+    if rollout is not None and rollout.offload.enabled:
+        raise UnsupportedSetting(
+            "rollout_matching.offload.enabled: offloading the training model or optimizer "
+            "during rollouts is not implemented yet; set it to false (use "
+            "rollout_matching.vllm.sleep_level to free a colocated engine's memory instead)"
+        )
     if rollout is not None and rollout.decode_mode == "beam":
         raise UnsupportedSetting(
             "rollout_matching.decode_mode: 'beam' is not supported by the rollout backends; "

@@ -17,7 +17,8 @@ One micro-batch of optimizer step ``s`` (``Batch`` of ground-truth samples + the
 * **Channel A**: :func:`~coordexp_train.stage2.channel_a.channel_a_logits` (soft
   self-context, ``stage2_ab.n_softctx_iter`` passes) on the ground-truth batch, the last
   pass supervised by the Stage-1 objective;
-* **Channel B**: a weight sync first when the engine is stale
+* **Channel B**: the engine is woken (it sleeps between rollouts when
+  ``rollout_matching.vllm.sleep_level`` > 0; a no-op otherwise), a weight sync when it is stale
   (:func:`~coordexp_train.stage2.schedule.needs_weight_sync`; the server fleet is synced
   by rank 0 alone, then all ranks wait), this rank's rollouts through the backend (which
   microbatches by ``decode_batch_size``), :func:`build_channel_b_sample` per rollout,
@@ -134,6 +135,7 @@ class Stage2Trainer(Stage1Trainer):
         self.runtime = runtime
         self.loss_parts = MeanMeter(STAGE2_PART_NAMES)
         self._synced_step: int | None = None  # unknown engine weights: sync at the first B step
+        self._engine_asleep = False
         self._window_channels: dict[int, Channel] = {}
         self._counts = dict.fromkeys(_COUNTS, 0.0)
         self._times = PhaseTimes()
@@ -252,8 +254,15 @@ class Stage2Trainer(Stage1Trainer):
     def _channel_b(
         self, model: nn.Module, items: Sequence[RolloutItem], gt_inputs: dict[str, Any]
     ) -> torch.Tensor:
+        backend = self.runtime.backend
+        if self._engine_asleep:
+            with self._times.phase("rollout"):
+                backend.wake_up()
         self._sync_weights(model)
         pairs = self._rollout(items)
+        with self._times.phase("rollout"):
+            backend.sleep()  # frees a colocated engine's memory for training (sleep_level)
+        self._engine_asleep = True
         forced, built = self._teacher_forced(pairs)
         with self._times.phase("packing"):
             packed = pack_teacher_forced(forced, self.settings.pack_capacity)
