@@ -103,6 +103,9 @@ def test_stage2_ab_alternates_channels_and_logs_the_step(workspace: Path) -> Non
         assert "rollouts" not in r
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert (run / "final" / "model.safetensors").is_file()
+    # the processor was sized from the template at load (and saved so)
+    saved = json.loads((run / "final" / "processor_config.json").read_text())
+    assert saved["image_processor"]["size"]["longest_edge"] == 16384
 
 
 def test_monitor_dump_writes_rollouts_and_overlays(workspace: Path) -> None:

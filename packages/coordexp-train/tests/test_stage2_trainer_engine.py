@@ -76,6 +76,7 @@ def test_b_steps_wake_sync_when_stale_generate_and_sleep(
         settings=settings,
         runtime=runtime,
     )
+    assert trainer.rollout_matching_cfg is cfg.rollout_matching  # injected as loaded
     trainer.current_gradient_accumulation_steps = 1
     items = [data.train[0], data.train[1]]
     before = {n: p.detach().clone() for n, p in loaded.model.named_parameters()}

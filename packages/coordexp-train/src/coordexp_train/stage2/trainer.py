@@ -46,6 +46,7 @@ from torch import nn
 
 from coordexp_backends import RolloutBackend, RolloutRequest, decode_params
 from coordexp_parse import DROP_REASONS, TokenizerLike
+from coordexp_schema import RolloutMatchingConfig
 from coordexp_train.data.batch import Batch, collate_rows
 from coordexp_train.data.chat import prompt_messages
 from coordexp_train.data.prompts import PromptSpec
@@ -140,6 +141,11 @@ class Stage2Trainer(Stage1Trainer):
         self._counts = dict.fromkeys(_COUNTS, 0.0)
         self._times = PhaseTimes()
         self._rollout_len_max = 0.0
+
+    @property
+    def rollout_matching_cfg(self) -> RolloutMatchingConfig:
+        """The normalised ``rollout_matching`` section, as loaded (never re-validated)."""
+        return self.settings.rollout
 
     # ---------------------------------------------------------------- step
     def training_step(
