@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordexp_pack import CarryPacker, PackRound, Segment
+from coordexp_pack import CarryPacker, PackRound, Segment, bin_packing, carry
+from coordexp_pack import segments as segments_module
 
 
 def segs(prefix: str, *lengths: int) -> list[Segment]:
@@ -113,6 +116,27 @@ def test_own_pack_policy_returns_oversize_segments_at_once() -> None:
     assert ids(result) == [("a0",)]
     assert result.packs[0].oversize
     assert [s.id for s in result.carried] == ["a1"]
+
+
+def test_segments_are_checked_once_when_they_arrive(monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[list[str]] = []
+    check = carry.check_segments
+
+    def counting(segments: Sequence[Segment]) -> None:
+        checked.append([s.id for s in segments])
+        check(segments)
+
+    def never(*args: object) -> None:
+        raise AssertionError("segments were checked again while packing")
+
+    monkeypatch.setattr(carry, "check_segments", counting)
+    monkeypatch.setattr(segments_module, "check_segments", never)
+    monkeypatch.setattr(bin_packing, "check_capacity", never)
+    packer = CarryPacker(10, min_fill_ratio=0.9)
+    packer.add(segs("a", 3))
+    packer.add(segs("b", 4, 5))
+    packer.flush()
+    assert checked == [["a0"], ["b0", "b1"]]
 
 
 @pytest.mark.parametrize(

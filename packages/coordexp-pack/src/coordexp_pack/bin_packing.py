@@ -39,7 +39,20 @@ def pack(lengths: Sequence[int], capacity: int) -> list[list[int]]:
         ValueError: ``capacity`` is not an int >= 1, a length is not an int >= 1, or a
             length exceeds ``capacity``; the message names the index and the length.
     """
-    _check(lengths, capacity)
+    check_capacity(capacity)
+    for i, length in enumerate(lengths):
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise ValueError(f"segment at index {i}: length must be an int >= 1, got {length!r}")
+        if length > capacity:
+            raise ValueError(
+                f"segment at index {i} has length {length}, longer than the pack capacity "
+                f"{capacity}; segments are never split: shorten it or raise the capacity"
+            )
+    return packing(lengths, capacity)
+
+
+def packing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """:func:`pack` of lengths already known to be ints in 1..``capacity`` (unchecked)."""
     if not lengths:
         return []
     best = best_fit_decreasing(lengths, capacity)
@@ -142,14 +155,7 @@ def _layout(members: list[list[int]]) -> list[list[int]]:
     return packs
 
 
-def _check(lengths: Sequence[int], capacity: int) -> None:
+def check_capacity(capacity: int) -> None:
+    """Raise ValueError unless ``capacity`` is an int >= 1."""
     if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
         raise ValueError(f"pack capacity must be an int >= 1, got {capacity!r}")
-    for i, length in enumerate(lengths):
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise ValueError(f"segment at index {i}: length must be an int >= 1, got {length!r}")
-        if length > capacity:
-            raise ValueError(
-                f"segment at index {i} has length {length}, longer than the pack capacity "
-                f"{capacity}; segments are never split: shorten it or raise the capacity"
-            )

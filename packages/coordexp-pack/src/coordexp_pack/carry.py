@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from coordexp_pack.bin_packing import check_capacity
 from coordexp_pack.segments import (
-    OVERSIZE_POLICIES,
     OversizePolicy,
     Pack,
     Segment,
+    check_oversize,
     check_segments,
-    pack_segments,
+    packs_of,
 )
 
 
@@ -37,7 +38,8 @@ class CarryPacker:
     """Packs successive batches of segments, carrying under-filled packs forward.
 
     Each :meth:`add` packs the carry buffer followed by the new segments (one input
-    sequence, carry first, both in arrival order) with :func:`pack_segments`. A pack
+    sequence, carry first, both in arrival order) as :func:`pack_segments` does; the
+    arguments are checked once, in the constructor, and only the new segments per call. A pack
     whose fill is below ``min_fill_ratio`` goes back to the carry buffer, unless one of
     its segments has already waited ``max_carry_calls`` calls: then it is returned
     anyway, so no segment waits longer and an unreachable ratio cannot hoard the data.
@@ -73,8 +75,7 @@ class CarryPacker:
         Raises:
             ValueError: an argument outside the range stated above, naming it.
         """
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"pack capacity must be an int >= 1, got {capacity!r}")
+        check_capacity(capacity)
         if (
             isinstance(min_fill_ratio, bool)
             or not isinstance(min_fill_ratio, int | float)
@@ -84,11 +85,7 @@ class CarryPacker:
                 "min_fill_ratio (training.packing_min_fill_ratio) must be a number in "
                 f"[0, 1], got {min_fill_ratio!r}"
             )
-        if oversize not in OVERSIZE_POLICIES:
-            raise ValueError(
-                f"oversize policy must be one of {list(OVERSIZE_POLICIES)} "
-                f"(training.packing_oversize), got {oversize!r}"
-            )
+        check_oversize(oversize)
         if (
             isinstance(max_carry_calls, bool)
             or not isinstance(max_carry_calls, int)
@@ -133,7 +130,7 @@ class CarryPacker:
         pool = [*self._carry, *segments]
         ready: list[Pack] = []
         waiting: list[Segment] = []
-        for p in pack_segments(pool, self._capacity, self._oversize):
+        for p in packs_of(pool, self._capacity, self._oversize):
             overdue = any(self._waited.get(s.id, 0) >= self._max_carry_calls for s in p.segments)
             if p.fill >= self._min_fill_ratio or overdue:
                 ready.append(p)
@@ -154,7 +151,7 @@ class CarryPacker:
             arrival order).
         """
         carry = self._carry
-        packs = pack_segments(carry, self._capacity, self._oversize)
+        packs = packs_of(carry, self._capacity, self._oversize)
         self._carry = []
         self._waited = {}
         if not self._drop_last:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from coordexp_pack.bin_packing import pack
+from coordexp_pack.bin_packing import check_capacity, packing
 
 OversizePolicy: TypeAlias = Literal["error", "own_pack"]
 OVERSIZE_POLICIES: tuple[OversizePolicy, ...] = ("error", "own_pack")
@@ -89,7 +89,7 @@ class Pack:
 def pack_segments(
     segments: Sequence[Segment], capacity: int, oversize: OversizePolicy = "error"
 ) -> list[Pack]:
-    """Pack segments with :func:`coordexp_pack.pack`, applying the oversize policy.
+    """Pack segments as :func:`coordexp_pack.pack` does, applying the oversize policy.
 
     A segment longer than ``capacity`` raises under ``"error"``. Under ``"own_pack"`` it
     gets a pack of its own (flagged :attr:`Pack.oversize`) that the trainer truncates to
@@ -116,14 +116,18 @@ def pack_segments(
             positions named), or under ``"error"`` a segment longer than ``capacity``
             (its id, length and the capacity named).
     """
-    if oversize not in OVERSIZE_POLICIES:
-        raise ValueError(
-            f"oversize policy must be one of {list(OVERSIZE_POLICIES)} "
-            f"(training.packing_oversize), got {oversize!r}"
-        )
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-        raise ValueError(f"pack capacity must be an int >= 1, got {capacity!r}")
+    check_oversize(oversize)
+    check_capacity(capacity)
     check_segments(segments)
+    return packs_of(segments, capacity, oversize)
+
+
+def packs_of(segments: Sequence[Segment], capacity: int, oversize: OversizePolicy) -> list[Pack]:
+    """:func:`pack_segments` of arguments already checked (the policy still applies).
+
+    Raises:
+        ValueError: under ``"error"``, a segment longer than ``capacity``.
+    """
     fitting: list[int] = []
     groups: list[list[int]] = []
     for i, seg in enumerate(segments):
@@ -138,10 +142,19 @@ def pack_segments(
                 "(training.packing_length), shorten the segment, or set "
                 "training.packing_oversize: own_pack if the trainer can truncate it safely"
             )
-    placed = pack([segments[i].length for i in fitting], capacity)
+    placed = packing([segments[i].length for i in fitting], capacity)
     groups.extend([fitting[j] for j in p] for p in placed)
     groups.sort(key=lambda g: g[0])
     return [Pack(tuple(segments[i] for i in g), capacity) for g in groups]
+
+
+def check_oversize(oversize: str) -> None:
+    """Raise ValueError unless ``oversize`` is one of :data:`OVERSIZE_POLICIES`."""
+    if oversize not in OVERSIZE_POLICIES:
+        raise ValueError(
+            f"oversize policy must be one of {list(OVERSIZE_POLICIES)} "
+            f"(training.packing_oversize), got {oversize!r}"
+        )
 
 
 def check_segments(segments: Sequence[Segment]) -> None:

@@ -162,26 +162,27 @@ def build_injection(
     obj_label = [(Owner.MATCHED if i in matched_set else Owner.FP, i) for i in range(fn.n_pred)]
     obj_label += [(Owner.FN, j) for j in range(len(fn_objects))]
     entries = [*parse.entries, *fn.entries]
-    labels = _entry_labels(entries, obj_label, len(parse.prefix_text), starts, ends)
+    owners, ordinals = _entry_labels(entries, obj_label, len(parse.prefix_text), starts, ends)
     roles = [Role.STRUCTURE] * n
     roles[close_start : n - 1] = [Role.CLOSE] * (n - 1 - close_start)
     roles[n - 1] = Role.END
     coord_pos = [*(o.coord_token_positions or () for o in parse.objects), *fn.coord_positions]
     desc_spans = [*(o.desc_span for o in parse.objects), *fn.desc_spans]
     for k, (ds, de) in enumerate(desc_spans):
+        owner, ordinal = obj_label[k]
         for t in coord_pos[k]:
-            labels[t] = obj_label[k]
+            owners[t] = owner
+            ordinals[t] = ordinal
             roles[t] = Role.COORD
         for t in range(bisect_right(ends, ds), bisect_left(starts, de)):
-            if labels[t][0] is not Owner.NONE:
+            if owners[t] is not Owner.NONE:
                 roles[t] = Role.DESC
-    owners, ordinals = zip(*labels, strict=True)
     start = (parse.max_object_index or 0) + 1
     return InjectedAnswer(
         token_ids=tuple(ids),
-        owners=owners,
+        owners=tuple(owners),
         roles=tuple(roles),
-        ordinals=ordinals,
+        ordinals=tuple(ordinals),
         spans=tuple(zip(starts, ends, strict=True)),
         text=text,
         prefix_length=prefix_length,
@@ -257,14 +258,17 @@ def _entry_labels(
     tail_start: int,
     starts: list[int],
     ends: list[int],
-) -> list[tuple[Owner, int]]:
-    """(owner, ordinal) of every token from the entries its characters overlap.
+) -> tuple[list[Owner], list[int]]:
+    """Owner and ordinal of every token, from the entries its characters overlap.
 
     An FN entry's span is widened back over the separator before it. A token touching
     several entries (only the first and last token of an entry can) combines their
     labels: FP wins, then NONE when one is a dropped entry, else the first.
     """
-    labels: list[tuple[Owner, int] | None] = [None] * len(starts)
+    n = len(starts)
+    owners = [Owner.NONE] * n
+    ordinals = [-1] * n
+    labelled = bytearray(n)
     previous_end = tail_start
     for entry in entries:
         s, e = entry.span
@@ -274,12 +278,17 @@ def _entry_labels(
         t0, t1 = bisect_right(ends, s), bisect_left(starts, e)
         if t0 >= t1:
             continue
-        for t in {t0, t1 - 1}:
-            old = labels[t]
-            labels[t] = label if old is None else _combine(old, label)
         if t1 - t0 > 2:
-            labels[t0 + 1 : t1 - 1] = [label] * (t1 - t0 - 2)
-    return [_NOBODY if label is None else label for label in labels]
+            inner = t1 - t0 - 2
+            owners[t0 + 1 : t1 - 1] = [label[0]] * inner
+            ordinals[t0 + 1 : t1 - 1] = [label[1]] * inner
+            labelled[t0 + 1 : t1 - 1] = b"\x01" * inner
+        for t in {t0, t1 - 1}:
+            owner, ordinal = _combine((owners[t], ordinals[t]), label) if labelled[t] else label
+            owners[t] = owner
+            ordinals[t] = ordinal
+            labelled[t] = 1
+    return owners, ordinals
 
 
 def _combine(first: tuple[Owner, int], second: tuple[Owner, int]) -> tuple[Owner, int]:
