@@ -3,7 +3,13 @@
 Prints, for decode_batch_size 1, 4 and 16: response tokens/s of each backend and the ratio
 to HF; the time of one weight sync per vLLM backend; our wrappers' overhead over calling
 the engine directly (HF ``model.generate``, ``vllm.LLM.generate``); and the server client
-against the same engine in process. Run in the vLLM environment:
+against the same engine in process.
+
+Same conditions for every side: the server processes stay up for the whole run, but every
+server a measurement does not use is frozen (SIGSTOP on its process group, SIGCONT after),
+so an idle server never competes for the cores with the engine being timed. Overheads are
+paired: each round times ours and the baseline back to back, and the spread of the
+per-round ratios is printed next to their median. Run in the vLLM environment:
 
     bash scripts/vllm-cpu-env.sh
     OMP_NUM_THREADS=1 VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1 \
@@ -17,17 +23,20 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import signal
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from coordexp_backends import DecodeParams, HFBackend, RolloutRequest
+from coordexp_backends import DecodeParams, HFBackend, Rollout, RolloutRequest
 from coordexp_backends import vllm_adapter as adapter
 from coordexp_backends.prompts import checkpoint_stop_ids, text_prompt_ids
 from coordexp_backends.server_cli import LocalServer, free_port
@@ -45,33 +54,88 @@ def tiny_lm() -> Any:
     return module
 
 
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
+@contextmanager
+def frozen(servers: Sequence[LocalServer]) -> Iterator[None]:
+    """Stop ``servers`` (every process of each) for the block, then let them run again."""
+    for server in servers:
+        os.killpg(server.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for server in servers:
+            os.killpg(server.proc.pid, signal.SIGCONT)
+        if servers:
+            time.sleep(0.05)  # let them be scheduled again before anything is timed
+
+
+def timed(fn: Callable[[], Any], idle: Sequence[LocalServer]) -> float:
+    """Seconds of one ``fn()`` call with the ``idle`` servers frozen."""
+    with frozen(idle):
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return time.perf_counter() - start
 
 
-def compare(label: str, ours: Callable[[], Any], base: Callable[[], Any], repeats: int) -> None:
-    """Time ``ours`` and ``base`` alternately (so machine noise hits both) and print medians."""
-    ours(), base()  # warm-up
+def median_time(fn: Callable[[], Any], repeats: int, idle: Sequence[LocalServer]) -> float:
+    timed(fn, idle)  # warm-up
+    return statistics.median(timed(fn, idle) for _ in range(repeats))
+
+
+def compare(
+    label: str,
+    ours: tuple[Callable[[], Any], Sequence[LocalServer]],
+    base: tuple[Callable[[], Any], Sequence[LocalServer]],
+    rounds: int,
+) -> None:
+    """Time ``ours`` and ``base`` (each: function, servers to freeze) in alternating pairs.
+
+    Prints the median times, the ratio of the best times (interference only slows a run
+    down, so the minima are the least noisy estimate) and the median and quartiles of the
+    per-pair overheads.
+    """
+    timed(*ours), timed(*base)  # warm-up
     a, b = [], []
-    for _ in range(repeats):
-        for fn, times in ((ours, a), (base, b)):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    t_ours, t_base = statistics.median(a), statistics.median(b)
+    for _ in range(rounds):
+        a.append(timed(*ours))
+        b.append(timed(*base))
+    over = statistics.quantiles((100 * (x / y - 1) for x, y in zip(a, b, strict=True)), n=4)
     print(
-        f"{label:<38} {t_ours * 1000:8.1f} ms vs {t_base * 1000:8.1f} ms"
-        f"  overhead {100 * (t_ours / t_base - 1):+5.1f}%"
+        f"{label:<40} {statistics.median(a) * 1000:6.1f} vs {statistics.median(b) * 1000:6.1f} ms"
+        f"  best {100 * (min(a) / min(b) - 1):+5.1f}%  pairs {over[1]:+5.1f}% "
+        f"[{over[0]:+.1f}%, {over[2]:+.1f}%]"
     )
 
 
-def start_servers(n: int, model_dir: str, args: argparse.Namespace, logs: Path) -> list[Any]:
+def own_cost(
+    label: str, generate: Callable[[], list[Rollout]], rounds: int, idle: Sequence[LocalServer]
+) -> None:
+    """Split ``generate()`` into the timed inner call(s) and everything around them.
+
+    The rollouts' `Timings` time the engine call (HF, colocate) or the HTTP request
+    (server) inside the same run, so the difference is our own code, measured without the
+    run-to-run noise of comparing two separate calls.
+    """
+    own, inner = [], []
+    for _ in range(rounds + 1):
+        with frozen(idle):
+            start = time.perf_counter()
+            out = generate()
+            wall = time.perf_counter() - start
+        calls = {id(r.timings): r.timings.generate_s for r in out}
+        inner.append(sum(calls.values()))
+        own.append(wall - inner[-1])
+    own, inner = own[1:], inner[1:]  # the first run is the warm-up
+    share = sorted(100 * o / i for o, i in zip(own, inner, strict=True))
+    print(
+        f"{label:<40} {statistics.median(own) * 1000:5.2f} ms around "
+        f"{statistics.median(inner) * 1000:6.1f} ms: {statistics.median(share):+5.1f}% "
+        f"[min {share[0]:+.1f}%, max {share[-1]:+.1f}%]"
+    )
+
+
+def start_servers(
+    n: int, model_dir: str, args: argparse.Namespace, logs: Path
+) -> list[LocalServer]:
     servers = []
     for i in range(n):
         argv = ["--model", model_dir, "--port", str(free_port()), "--dtype", args.dtype,
@@ -92,6 +156,7 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--pairs", type=int, default=15, help="alternating pairs per overhead line")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.1)
     args = p.parse_args()
@@ -111,7 +176,7 @@ def main() -> None:
     n_params = sum(t.numel() for t in model.parameters())
     print(f"model {args.model_dir} ({n_params / 1e6:.1f} M params, {args.dtype}, {device}); "
           f"{args.requests} requests x {args.max_new_tokens} new tokens, greedy; "
-          f"median of {args.repeats} after a warm-up")  # fmt: skip
+          f"median of {args.repeats} after a warm-up; unused servers frozen")  # fmt: skip
 
     from coordexp_backends.vllm_colocate import VLLMColocateBackend
     from coordexp_backends.vllm_server import VLLMServerBackend
@@ -125,16 +190,6 @@ def main() -> None:
     servers = start_servers(2, args.model_dir, args, tmp)
     stop_ids = checkpoint_stop_ids(args.model_dir)
     try:
-        tokens: dict[tuple[str, int], float] = {}
-
-        def run(name: str, backend: Any, size: int) -> None:
-            backend.decode_batch_size = size
-            out: list[Any] = []
-            secs = median_time(
-                lambda: out.__setitem__(slice(None), backend.generate(reqs, params)), args.repeats
-            )
-            tokens[(name, size)] = sum(len(r.response_token_ids) for r in out) / secs
-
         fleets = {
             f"vllm-server x{n}": VLLMServerBackend(
                 [s.url for s in servers[:n]], tokenizer, 16, stop_ids, timeout_s=120,
@@ -142,14 +197,23 @@ def main() -> None:
             )
             for n in (1, 2)
         }  # fmt: skip
-        backends: dict[str, Any] = {
-            "hf": HFBackend(model, tokenizer, 16),
-            "vllm-colocate": colocate,
+        backends: dict[str, tuple[Any, list[LocalServer]]] = {
+            "hf": (HFBackend(model, tokenizer, 16), servers),
+            "vllm-colocate": (colocate, servers),
+            "vllm-server x1": (fleets["vllm-server x1"], servers[1:]),
+            "vllm-server x2": (fleets["vllm-server x2"], []),
         }
-        backends |= fleets
+        tokens: dict[tuple[str, int], float] = {}
         for size in BATCH_SIZES:
-            for name, backend in backends.items():
-                run(name, backend, size)
+            for name, (backend, idle) in backends.items():
+                backend.decode_batch_size = size
+                out: list[Any] = []
+                secs = median_time(
+                    lambda b=backend, o=out: o.__setitem__(slice(None), b.generate(reqs, params)),
+                    args.repeats,
+                    idle,
+                )
+                tokens[(name, size)] = sum(len(r.response_token_ids) for r in out) / secs
 
         print("\n== response tokens/s (ratio to hf) ==")
         print(f"{'decode_batch_size':>18} " + " ".join(f"{n:>22}" for n in backends))
@@ -161,13 +225,14 @@ def main() -> None:
             print(f"{size:>18} " + " ".join(f"{c:>22}" for c in cells))
 
         print("\n== one weight sync ==")
-        sync_s = median_time(lambda: colocate.sync_weights(model), args.repeats)
+        sync_s = median_time(lambda: colocate.sync_weights(model), args.repeats, servers)
         print(f"vllm-colocate (in-process reload_weights): {sync_s * 1000:8.1f} ms")
-        for name, fleet in fleets.items():
-            s = median_time(lambda f=fleet: f.sync_weights(model), args.repeats)
+        for name in fleets:
+            fleet, idle = backends[name]
+            s = median_time(lambda f=fleet: f.sync_weights(model), args.repeats, idle)
             print(f"{name} (save + pause/reload/resume over HTTP): {s * 1000:8.1f} ms")
 
-        print("\n== our layers over the raw engine, decode_batch_size 16 (alternating runs) ==")
+        print("\n== our layers over the raw engine, decode_batch_size 16 (alternating pairs) ==")
         hf_backend = HFBackend(model, tokenizer, 16)
         gen_cfg = hf_backend._generation_config(params)
         tokenizer.padding_side = "left"
@@ -190,20 +255,42 @@ def main() -> None:
         colocate.decode_batch_size = 16
         one = fleets["vllm-server x1"]
         one.decode_batch_size = 16
-        n = 3 * args.repeats
-        compare("HFBackend vs model.generate", lambda: hf_backend.generate(reqs, params), raw_hf, n)
+
+        def raw_vllm() -> None:
+            adapter.llm_generate(colocate.llm, prompts, sampling)
+
+        def ours_colocate() -> list[Rollout]:
+            return colocate.generate(reqs, params)
+
+        def ours_server() -> list[Rollout]:
+            return one.generate(reqs, params)
+
+        def ours_hf() -> list[Rollout]:
+            return hf_backend.generate(reqs, params)
+
+        n = args.pairs
+        print("paired runs: median ours vs median base; best = ratio of the fastest runs;")
+        print("pairs = median per-pair overhead [quartiles]")
+        compare("HFBackend vs model.generate", (ours_hf, servers), (raw_hf, servers), n)
         compare(
-            "VLLMColocateBackend vs LLM.generate",
-            lambda: colocate.generate(reqs, params),
-            lambda: adapter.llm_generate(colocate.llm, prompts, sampling),
-            n,
+            "VLLMColocateBackend vs LLM.generate", (ours_colocate, servers), (raw_vllm, servers), n
         )
         compare(
             "server client (1 server) vs colocate",
-            lambda: one.generate(reqs, params),
-            lambda: colocate.generate(reqs, params),
+            (ours_server, servers[1:]),
+            (ours_colocate, servers),
             n,
         )
+        compare(
+            "server client (1 server) vs LLM.generate",
+            (ours_server, servers[1:]),
+            (raw_vllm, servers),
+            n,
+        )
+        print("\nwithin one run: our code around the timed engine call / HTTP request")
+        own_cost("HFBackend around model.generate", ours_hf, n, servers)
+        own_cost("VLLMColocateBackend around LLM.generate", ours_colocate, n, servers)
+        own_cost("server client around its HTTP request", ours_server, n, servers[1:])
         for fleet in fleets.values():
             fleet.close()
     finally:
