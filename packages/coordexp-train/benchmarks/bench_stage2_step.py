@@ -77,7 +77,8 @@ def main() -> None:
         items = [data.train[i] for i in range(args.samples)]
         trainer.training_step(trainer.model, data.collator(items))  # warm-up
         trainer._window_log()  # reset the counters
-        for _ in range(args.steps):
+        for step in range(1, args.steps + 1):
+            trainer.state.global_step = step  # one optimizer step each (per-step means)
             trainer.training_step(trainer.model, data.collator(items))
             loaded.model.zero_grad(set_to_none=True)
         log = trainer._window_log()

@@ -357,6 +357,7 @@ class Stage2Trainer(Stage1Trainer):
             processes = max(self.accelerator.num_processes, 1)
             for p in PHASES:
                 out[f"time/{p}"] = totals[f"time/{p}"] / (steps * processes)
+        if b_steps:
             step_time = sum(totals[f"time/{p}"] for p in PHASES)
             cpu = sum(totals[f"time/{p}"] for p in CPU_PHASES)
             out["time/cpu_share"] = cpu / step_time if step_time > 0 else 0.0
