@@ -24,11 +24,13 @@ from coordexp_parse import (
     parse_text,
     render_objects,
     scanner,
+    tokens,
 )
 
 HF: Any = hf_tokenizer()
 FAKE = ByteTokenizer()
 OBJECT = DetObject("black cat", "bbox_2d", (110, 310, 410, 705))
+OBJECT_VALUE = render_objects([OBJECT])[len('{"object_1": ') : -1]
 
 BOX = '["<|coord_1|>", "<|coord_2|>", "<|coord_3|>", "<|coord_4|>"]'
 # Values the general path must judge: dropped ones, some canonical until a late
@@ -168,3 +170,67 @@ def test_canonical_entries_take_the_fast_path_and_the_exact_parse_does_not() -> 
         assert by_span == [1]
     assert len(fast.objects) == 2
     assert_same_parse(fast, exact)
+
+
+VALID = (
+    '"object_3": {"desc": "dog", "bbox_2d": ["<|coord_7|>", "<|coord_8|>", "<|coord_9|>",'
+    ' "<|coord_9|>"]}'
+)
+
+
+@pytest.mark.parametrize(
+    ("before", "by_span"),
+    [
+        # coord tokens of a dropped entry lie between the valid ones
+        (
+            '"object_2": {"desc": "x", "bbox_2d": ["<|coord_9|>", "<|coord_1|>",'
+            ' "<|coord_2|>", "<|coord_3|>"]}, ',
+            False,
+        ),
+        # a coord token inside a desc
+        (
+            '"object_2": {"desc": "<|coord_7|> and <|coord_8|>", "bbox_2d": ["<|coord_7|>",'
+            ' "<|coord_8|>", "<|coord_9|>", "<|coord_9|>"]}, ',
+            False,
+        ),
+        # a "<" spelled by an ordinary token: coord tokens are located by character span
+        (
+            '"object_2": {"desc": "a < b", "bbox_2d": ["<|coord_7|>", "<|coord_8|>",'
+            ' "<|coord_9|>", "<|coord_9|>"]}, ',
+            True,
+        ),
+    ],
+    ids=["dropped-coords", "coord-in-desc", "less-than"],
+)
+@pytest.mark.parametrize("tokenizer", [HF, FAKE], ids=["hf", "fake"])
+def test_coord_tokens_after_other_coord_texts_are_located_exactly(
+    before: str, by_span: bool, tokenizer: Any
+) -> None:
+    text = '{"object_1": ' + OBJECT_VALUE + ", " + before + VALID + "}<|im_end|>"
+    ids = list(tokenizer.encode(text, add_special_tokens=False))
+    located_by_span: list[int] = []
+    original_locator = RolloutParser._exact_locator
+
+    def counting_locator(self: RolloutParser, *args: Any) -> Any:
+        located_by_span.append(1)
+        return original_locator(self, *args)
+
+    counted: list[int] = []  # coord tokens listed to locate by counting occurrences
+
+    def listing(match: Any) -> int:
+        counted.append(1)
+        return int(match.start())
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(RolloutParser, "_exact_locator", counting_locator)
+        mp.setattr(tokens, "_match_start", listing)
+        fast = parse_rollout(ids, tokenizer)
+    assert bool(located_by_span) == by_span
+    assert bool(counted) != by_span
+    assert_same_parse(fast, exact_rollout_parse(ids, tokenizer))
+    assert [o.index for o in fast.objects][-1] == 3
+    for obj in fast.objects:
+        assert obj.coord_token_positions is not None
+        assert [tokenizer.decode([ids[t]]) for t in obj.coord_token_positions] == [
+            coord_token(k) for k in obj.coords
+        ]
