@@ -6,7 +6,9 @@ Answers of 1, 20, 60 and 200 objects (bboxes, or 8-point polygons), clean (close
 ended by <|im_end|>) or truncated in the middle of the last object, tokenized by a real
 byte-level BPE fast tokenizer (the tests' tokenizer: trained on answers, so structure
 merges like Qwen's). For a truncated answer json.loads is timed on its retained prefix
-closed with "}" (the full text is not JSON). Times are minimums over many short repeats.
+closed with "}" (the full text is not JSON). "+ token spans" is parse_rollout followed by
+reading the prefix token spans (summed on first read). Times are minimums over many short
+repeats.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def main() -> None:
     rng = random.Random(0)
     print(
         f"{'objects':>7} {'kind':>4} {'state':>9} {'tokens':>6} {'chars':>6} "
-        f"{'json.loads':>11} {'parse_text':>16} {'parse_rollout':>17}"
+        f"{'json.loads':>11} {'parse_text':>16} {'parse_rollout':>17} {'+ token spans':>17}"
     )
     rollout_us: dict[tuple[str, str, int], float] = {}
     for kind in ("bbox", "poly"):
@@ -90,11 +92,13 @@ def main() -> None:
                 t_json = best(lambda ref=ref: json.loads(ref))
                 t_text = best(lambda rtext=rtext: parse_text(rtext))
                 t_roll = best(lambda ids=ids: parse_rollout(ids, tok))
+                t_spans = best(lambda ids=ids: parse_rollout(ids, tok).prefix_token_ends)
                 rollout_us[(kind, state, n)] = t_roll
                 print(
                     f"{n:>7} {kind:>4} {state:>9} {len(ids):>6} {len(rtext):>6} "
                     f"{t_json * 1e6:>9.1f}us {t_text * 1e6:>8.1f}us {t_text / t_json:>5.1f}x "
-                    f"{t_roll * 1e6:>9.1f}us {t_roll / t_json:>5.1f}x"
+                    f"{t_roll * 1e6:>9.1f}us {t_roll / t_json:>5.1f}x "
+                    f"{t_spans * 1e6:>9.1f}us {t_spans / t_json:>5.1f}x"
                 )
     print("\nbuild_injection (bbox rollout truncated in its last object, every other object")
     print("matched, 5 FN bboxes injected), against parse_rollout of the same rollout:")

@@ -20,7 +20,6 @@ from coordexp_parse import (
     parse_text,
     parser_for,
     render_objects,
-    scanner,
 )
 
 HF: Any = hf_tokenizer()
@@ -230,20 +229,6 @@ def test_random_truncation_of_valid_token_answers(
     parse = parse_rollout(ids[:k], FAKE)
     assert parse.objects == tuple(o for o in full.objects if o.span[1] <= len(parse.text))
     check_token_invariants(parse, FAKE, ids)
-
-
-@settings(max_examples=100)
-@given(object_lists(), st.data())
-def test_the_canonical_fast_path_agrees_with_the_general_path(
-    objects: list[DetObject], data: st.DataObject
-) -> None:
-    ids = encode(FAKE, render_objects(objects) + "<|im_end|>")
-    ids = ids[: data.draw(st.integers(0, len(ids)))]
-    fast = parse_rollout(ids, FAKE)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(scanner, "_FAST_ENTRY", ())
-        general = parse_rollout(ids, FAKE)
-    assert fast == general
 
 
 @pytest.mark.parametrize("tokenizer", [HF, FAKE], ids=["hf", "fake"])

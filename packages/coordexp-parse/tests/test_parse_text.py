@@ -14,13 +14,10 @@ from hypothesis import strategies as st
 
 from coordexp_parse import (
     DROP_REASONS,
-    FIELD_ORDERS,
     DetObject,
-    FieldOrder,
     inject_text,
     parse_text,
     render_objects,
-    scanner,
 )
 
 C = ['"<|coord_1|>"', '"<|coord_2|>"', '"<|coord_3|>"', '"<|coord_4|>"']
@@ -252,19 +249,6 @@ def test_structured_garbage_parses_to_an_append_ready_prefix(text: str) -> None:
 @given(st.text(max_size=200))
 def test_random_text_parses_to_an_append_ready_prefix(text: str) -> None:
     assert_append_ready(text)
-
-
-@given(object_lists(), st.sampled_from(FIELD_ORDERS), st.data())
-def test_the_canonical_fast_path_agrees_with_the_general_path(
-    objects: list[DetObject], order: FieldOrder, data: st.DataObject
-) -> None:
-    text = render_objects(objects, field_order=order)
-    text = text[: data.draw(st.integers(0, len(text)))]
-    fast = parse_text(text)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(scanner, "_FAST_ENTRY", ())
-        general = parse_text(text)
-    assert fast == general
 
 
 def test_parse_is_identical_across_processes_and_hash_seeds() -> None:
