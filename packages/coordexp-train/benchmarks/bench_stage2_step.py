@@ -28,9 +28,8 @@ from coordexp_train.data.synthetic import write_synthetic_dataset
 from coordexp_train.data.synthetic_scene import SceneSpec
 from coordexp_train.model import load_model_and_processor
 from coordexp_train.model.processor import set_image_size
-from coordexp_train.settings import group_settings, stage2_settings
-from coordexp_train.stage2.setup import build_runtime, build_stage2_data
-from coordexp_train.stage2.trainer import CPU_PHASES, PHASES, Stage2Trainer
+from coordexp_train.stage2.setup import build_stage2_data, build_stage2_trainer
+from coordexp_train.stage2.trainer import CPU_PHASES, PHASES
 
 CONFIG = """\
 model: {{model: {model}, dtype: float32}}
@@ -60,19 +59,7 @@ def main() -> None:
         loaded = load_model_and_processor(cfg.model)
         set_image_size(loaded.processor, cfg.template.max_pixels, cfg.template.min_pixels)
         data = build_stage2_data(cfg, loaded)
-        settings = stage2_settings(cfg)
-        trainer = Stage2Trainer(
-            model=loaded.model,
-            args=build_training_arguments(cfg, 1),
-            train_dataset=data.train,
-            data_collator=data.collator,
-            processing_class=loaded.processor,
-            coord_token_ids=torch.tensor(loaded.coord_vocab.ids),
-            loss_weights=settings.weights,
-            group_settings=group_settings(cfg),
-            settings=settings,
-            runtime=build_runtime(cfg, loaded),
-        )
+        trainer = build_stage2_trainer(cfg, loaded, data, build_training_arguments(cfg, 1))
         trainer.current_gradient_accumulation_steps = 1
         items = [data.train[i] for i in range(args.samples)]
         trainer.training_step(trainer.model, data.collator(items))  # warm-up

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,6 +107,58 @@ def test_stage2_ab_alternates_channels_and_logs_the_step(workspace: Path) -> Non
     # the processor was sized from the template at load (and saved so)
     saved = json.loads((run / "final" / "processor_config.json").read_text())
     assert saved["image_processor"]["size"]["longest_edge"] == 16384
+
+
+def test_a_resumed_stage2_ab_run_reaches_the_uninterrupted_weights(workspace: Path) -> None:
+    whole = workspace / "ab"  # trained by the test above: steps 0..3, checkpoint-2 kept
+    resumed = workspace / "ab_resumed"
+    resumed.mkdir()
+    shutil.copytree(whole / "checkpoint-2", resumed / "checkpoint-2")
+    config = _config(workspace, "ab_resumed", "stage2_ab_training")
+    args = ["--config", str(config), "--override", "training.resume_from_checkpoint=latest"]
+    assert main(args) == 0
+    # the schedule continues from the restored step: A at step 2, B at step 3
+    assert [(r["step"], r["channel_b"]) for r in _train_logs(resumed)] == [(3, 0.0), (4, 1.0)]
+    reference = load_file(str(whole / "final" / "model.safetensors"))
+    for name, tensor in load_file(str(resumed / "final" / "model.safetensors")).items():
+        assert torch.equal(tensor, reference[name]), f"resumed run differs at {name}"
+
+
+def test_evaluation_runs_on_the_ground_truth(workspace: Path) -> None:
+    config = _config(workspace, "eval", "rollout_matching_sft")
+    overrides = [
+        f"data.val_jsonl={workspace / 'data' / 'val.jsonl'}",
+        "training.eval_steps=1",
+        "training.max_steps=1",
+        "rollout_matching.monitor_dump.enabled=false",
+    ]
+    args = ["--config", str(config)]
+    for o in overrides:
+        args += ["--override", o]
+    assert main(args) == 0
+    [evaluation] = [
+        r for r in read_metrics(workspace / "eval" / "metrics.jsonl") if "eval_loss" in r
+    ]
+    assert 0 < evaluation["eval_coord_mass"] <= 1
+
+
+def test_the_demo_config_runs_in_a_shortened_mode(workspace: Path) -> None:
+    demo = Path(__file__).resolve().parents[3] / "configs" / "demo" / "stage2_ab_tiny.yaml"
+    out = workspace / "demo"
+    overrides = [
+        "model.model=builtin:tiny-qwen3-vl",  # instead of the Stage-1 demo's final model
+        f"data.train_jsonl={workspace / 'data' / 'train.jsonl'}",
+        f"training.output_dir={out}",
+        "training.max_steps=2",
+        "training.per_device_train_batch_size=2",
+        "rollout_matching.max_new_tokens=24",
+    ]
+    args = ["--config", str(demo)]
+    for o in overrides:
+        args += ["--override", o]
+    assert main(args) == 0
+    assert [r["channel_b"] for r in _train_logs(out)] == [0.0, 1.0]
+    assert (out / "monitor_dump" / "step_000001.jsonl").is_file()
 
 
 def test_monitor_dump_writes_rollouts_and_overlays(workspace: Path) -> None:

@@ -15,9 +15,7 @@ from coordexp_train.arguments import build_training_arguments
 from coordexp_train.data.synthetic import write_synthetic_dataset
 from coordexp_train.data.synthetic_scene import SceneSpec
 from coordexp_train.model import LoadedModel
-from coordexp_train.settings import group_settings, stage2_settings
-from coordexp_train.stage2.setup import build_runtime, build_stage2_data
-from coordexp_train.stage2.trainer import Stage2Trainer
+from coordexp_train.stage2.setup import build_runtime, build_stage2_data, build_stage2_trainer
 
 CONFIG = """\
 model: {{model: builtin:tiny-qwen3-vl, dtype: float32}}
@@ -63,19 +61,8 @@ def test_b_steps_wake_sync_when_stale_generate_and_sleep(
     built = build_runtime(cfg, loaded)
     built.backend.close()
     runtime = dataclasses.replace(built, backend=backend)
-    settings = stage2_settings(cfg)
-    trainer = Stage2Trainer(
-        model=loaded.model,
-        args=build_training_arguments(cfg, 1),
-        train_dataset=data.train,
-        data_collator=data.collator,
-        processing_class=loaded.processor,
-        coord_token_ids=torch.tensor(loaded.coord_vocab.ids),
-        loss_weights=settings.weights,
-        group_settings=group_settings(cfg),
-        settings=settings,
-        runtime=runtime,
-    )
+    args = build_training_arguments(cfg, 1)
+    trainer = build_stage2_trainer(cfg, loaded, data, args, runtime=runtime)
     assert trainer.rollout_matching_cfg is cfg.rollout_matching  # injected as loaded
     trainer.current_gradient_accumulation_steps = 1
     items = [data.train[0], data.train[1]]

@@ -11,10 +11,12 @@ Order (each step fails with an actionable message before the next, costlier one 
    use; a checkpoint without coord tokens is refused), every record checked, datasets
    and collator;
 5. freezing of the configured parameter groups;
-6. ``Stage1Trainer.train`` (progress bar, JSONL metrics, checkpoints), the final save
+6. Stage 1 with ``training.eval_steps``: detection metrics on the validation split at
+   every evaluation (:mod:`coordexp_train.evaluation.periodic`);
+7. ``Stage1Trainer.train`` (progress bar, JSONL metrics, checkpoints), the final save
    under ``<output_dir>/final`` and a :class:`~coordexp_train.summary.RunSummary`.
 
-The rollout variants differ in steps 4 and 6 only: the processor sizes images from the
+The rollout variants differ in steps 4 and 7 only: the processor sizes images from the
 template, the data are rollout items (:mod:`coordexp_train.stage2.setup`) and the trainer
 is :class:`~coordexp_train.stage2.trainer.Stage2Trainer` with its rollout backend.
 """
@@ -24,7 +26,6 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from transformers import PrinterCallback, set_seed
@@ -38,6 +39,8 @@ from coordexp_train.arguments import (
     world_size_from_env,
 )
 from coordexp_train.checkpoints import FINAL_DIR, checkpoints, resolve_resume
+from coordexp_train.data import DetectionDataset
+from coordexp_train.evaluation.periodic import detection_eval_for
 from coordexp_train.metrics_log import METRICS_FILE, JsonlMetrics
 from coordexp_train.model import CoordVocabError, ExpandVocabError, load_model_and_processor
 from coordexp_train.model.processor import set_image_size
@@ -48,13 +51,15 @@ from coordexp_train.settings import (
     check_supported,
     group_settings,
     stage1_loss_weights,
-    stage2_settings,
 )
 from coordexp_train.stage1_data import DATA_ERRORS, build_stage1_data, prepare_data_files
 from coordexp_train.stage1_trainer import Stage1Trainer
 from coordexp_train.stage2.progress import Stage2ProgressBar
-from coordexp_train.stage2.setup import build_runtime, build_stage2_data, check_start_checkpoint
-from coordexp_train.stage2.trainer import Stage2Trainer
+from coordexp_train.stage2.setup import (
+    build_stage2_data,
+    build_stage2_trainer,
+    check_start_checkpoint,
+)
 from coordexp_train.summary import RunSummary
 
 logger = logging.getLogger(__name__)
@@ -111,28 +116,26 @@ def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary |
         logger.warning("%s: %s", split, report.summary())
 
     metrics = JsonlMetrics(output_dir / METRICS_FILE)
-    common: dict[str, Any] = {
-        "model": loaded.model,
-        "args": args,
-        "train_dataset": data.train,
-        "eval_dataset": data.eval,
-        "data_collator": data.collator,
-        "processing_class": loaded.processor,
-        "callbacks": [metrics, ProgressBar() if stage1 else Stage2ProgressBar()],
-        "coord_token_ids": torch.tensor(loaded.coord_vocab.ids),
-        "group_settings": groups,
-    }
+    detection_eval = None
+    if stage1 and cfg.training.eval_steps is not None and isinstance(data.eval, DetectionDataset):
+        detection_eval = detection_eval_for(data.eval, cfg.training.per_device_eval_batch_size)
     if stage1:
-        trainer: Stage1Trainer = Stage1Trainer(
-            **common, loss_weights=stage1_loss_weights(cfg.custom)
+        trainer = Stage1Trainer(
+            model=loaded.model,
+            args=args,
+            train_dataset=data.train,
+            eval_dataset=data.eval,
+            data_collator=data.collator,
+            processing_class=loaded.processor,
+            callbacks=[metrics, ProgressBar()],
+            coord_token_ids=torch.tensor(loaded.coord_vocab.ids),
+            loss_weights=stage1_loss_weights(cfg.custom),
+            group_settings=groups,
+            detection_eval=detection_eval,
         )
     else:
-        settings = stage2_settings(cfg)
-        trainer = Stage2Trainer(
-            **common,
-            loss_weights=settings.weights,
-            settings=settings,
-            runtime=build_runtime(cfg, loaded),
+        trainer = build_stage2_trainer(
+            cfg, loaded, data, args, callbacks=[metrics, Stage2ProgressBar()]
         )
     trainer.remove_callback(PrinterCallback)  # the progress bar and metrics.jsonl report logs
     started = time.perf_counter()

@@ -8,17 +8,22 @@ the template so rollout prompts equal training prompts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
+from transformers import TrainerCallback, TrainingArguments
 
 from coordexp_backends import RolloutBackend, create_backend
 from coordexp_schema import TrainingConfig
 from coordexp_train.data import datasets_from_config, encoder_from_config
 from coordexp_train.model import BUILTIN_PREFIX, LoadedModel
+from coordexp_train.settings import group_settings, stage2_settings
 from coordexp_train.stage1_data import Stage1Data
 from coordexp_train.stage2.monitor import MONITOR_DIR, MonitorDump
 from coordexp_train.stage2.rollout_data import RolloutCollator, RolloutDataset
-from coordexp_train.stage2.trainer import Stage2Runtime
+from coordexp_train.stage2.trainer import Stage2Runtime, Stage2Trainer
 
 #: How the CPU demo's Stage-1 checkpoint is made (named when a start checkpoint is missing).
 STAGE1_DEMO_COMMAND = "uv run coordexp-train --config configs/demo/stage1_tiny.yaml"
@@ -109,4 +114,34 @@ def build_runtime(cfg: TrainingConfig, loaded: LoadedModel) -> Stage2Runtime:
         spatial_merge_size=encoder.merge_size,
         pad_token_id=int(tokenizer.pad_token_id),
         monitor=monitor,
+    )
+
+
+def build_stage2_trainer(
+    cfg: TrainingConfig,
+    loaded: LoadedModel,
+    data: Stage1Data,
+    args: TrainingArguments,
+    *,
+    callbacks: Sequence[TrainerCallback] = (),
+    runtime: Stage2Runtime | None = None,
+) -> Stage2Trainer:
+    """The Stage-2 trainer of ``cfg`` over ``data`` (parameter groups from ``tuner``/lr keys).
+
+    ``runtime`` defaults to :func:`build_runtime` (which builds the rollout backend).
+    """
+    settings = stage2_settings(cfg)
+    return Stage2Trainer(
+        model=loaded.model,
+        args=args,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        data_collator=data.collator,
+        processing_class=loaded.processor,
+        callbacks=list(callbacks),
+        coord_token_ids=torch.tensor(loaded.coord_vocab.ids),
+        loss_weights=settings.weights,
+        group_settings=group_settings(cfg),
+        settings=settings,
+        runtime=runtime if runtime is not None else build_runtime(cfg, loaded),
     )
