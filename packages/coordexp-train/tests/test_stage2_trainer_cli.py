@@ -207,6 +207,16 @@ def test_weights_are_synced_only_when_a_b_step_finds_them_stale(workspace: Path)
     assert [r["weight_sync"] for r in _train_logs(workspace / "sync")] == [1.0, 0.0, 1.0, 0.0]
 
 
+def test_samples_longer_than_the_pack_are_dropped_and_counted(workspace: Path) -> None:
+    config = _config(workspace, "too_long", "rollout_matching_sft")
+    args = ["--config", str(config)]
+    for o in ("training.max_steps=1", "training.packing_length=64"):
+        args += ["--override", o]
+    assert main(args) == 0  # nothing to train on: one zero-weighted forward keeps DDP in step
+    [log] = _train_logs(workspace / "too_long")
+    assert (log["dropped/too_long"], log["packs"], log["loss"]) == (2.0, 0.0, 0.0)
+
+
 def test_a_missing_stage1_checkpoint_names_the_command(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -41,6 +41,7 @@ def test_rollout_matching_sft_is_all_channel_b_with_the_seed_003_policy() -> Non
     assert s.pack_capacity == 4096  # global_max_length without training.packing_length
     assert s.rollout_seed == 9  # training.seed without rollout_matching.decoding.seed
     assert s.weight_sync_every_steps == 1
+    assert not s.shared_engine  # HF: every rank rolls out on its own model
 
 
 def test_stage2_ab_settings_come_from_its_section() -> None:
@@ -58,6 +59,17 @@ def test_stage2_ab_settings_come_from_its_section() -> None:
     s = stage2_settings(cfg)
     assert (s.b_ratio, s.weights.bbox_ciou_weight, s.channel_b.stop_neutral) == (0.25, 2.0, False)
     assert (s.pack_capacity, s.rollout_seed, s.weight_sync_every_steps) == (2048, 4, 3)
+
+
+@pytest.mark.parametrize(("mode", "shared"), [("server", True), ("colocate", False)])
+def test_only_a_server_fleet_is_one_engine_shared_by_the_ranks(mode: str, shared: bool) -> None:
+    vllm: dict[str, object] = {"mode": mode}
+    if mode == "server":
+        vllm["server"] = {"servers": [{"base_url": "http://10.0.0.1:8000", "group_port": 51216}]}
+    cfg = _config(
+        "rollout_matching_sft", rollout_matching={"rollout_backend": "vllm", "vllm": vllm}
+    )
+    assert stage2_settings(cfg).shared_engine is shared
 
 
 def test_a_stage1_config_has_no_stage2_settings(tmp_path: Path) -> None:

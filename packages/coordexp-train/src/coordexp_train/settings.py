@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from coordexp_parse import FieldOrder
 from coordexp_schema import (
     ChannelBConfig,
     CustomConfig,
@@ -112,6 +113,9 @@ class Stage2Settings:
             else ``training.seed``); the optimizer step is added to it.
         weight_sync_every_steps: ``stage2_ab.weight_sync_every_steps`` (1 without it).
         field_order: ``template.object_field_order`` of injected objects.
+        shared_engine: the rollout engine is one server fleet shared by every rank
+            (``rollout_backend: vllm`` with ``vllm.mode: server``): rank 0 alone pushes
+            weights and the other ranks wait; otherwise each rank syncs its own engine.
     """
 
     rollout: RolloutMatchingConfig
@@ -122,7 +126,8 @@ class Stage2Settings:
     pack_capacity: int
     rollout_seed: int
     weight_sync_every_steps: int
-    field_order: str
+    field_order: FieldOrder
+    shared_engine: bool
 
 
 def stage2_settings(cfg: TrainingConfig) -> Stage2Settings:
@@ -156,4 +161,5 @@ def stage2_settings(cfg: TrainingConfig) -> Stage2Settings:
         rollout_seed=seed if seed is not None else cfg.training.seed,
         weight_sync_every_steps=ab.weight_sync_every_steps if ab is not None else 1,
         field_order=cfg.template.object_field_order,
+        shared_engine=rollout.rollout_backend == "vllm" and rollout.vllm.mode == "server",
     )

@@ -137,6 +137,7 @@ class Stage2Trainer(Stage1Trainer):
         self.loss_parts = MeanMeter(STAGE2_PART_NAMES)
         self._synced_step: int | None = None  # unknown engine weights: sync at the first B step
         self._engine_asleep = False
+        self._coord_id_list: list[int] = self.coord_token_ids.tolist()
         self._window_channels: dict[int, Channel] = {}
         self._counts = dict.fromkeys(_COUNTS, 0.0)
         self._times = PhaseTimes()
@@ -209,7 +210,7 @@ class Stage2Trainer(Stage1Trainer):
             return
         with self._times.phase("weight_sync"):
             backend = self.runtime.backend
-            if backend.name == "vllm-server":  # one fleet: rank 0 pushes, everyone waits
+            if self.settings.shared_engine:  # one fleet: rank 0 pushes, everyone waits
                 if self.is_world_process_zero():
                     backend.sync_weights(self.accelerator.unwrap_model(model))
                 self.accelerator.wait_for_everyone()
@@ -240,7 +241,7 @@ class Stage2Trainer(Stage1Trainer):
                 rt.tokenizer,
                 s.rollout,
                 s.channel_b,
-                field_order=s.field_order,  # type: ignore[arg-type]
+                field_order=s.field_order,
                 times=self._times,
             )
             with self._times.phase("targets"):
@@ -248,7 +249,7 @@ class Stage2Trainer(Stage1Trainer):
                     teacher_forced_sample(
                         item.sample,
                         sample.targets,
-                        self.coord_token_ids.tolist(),
+                        self._coord_id_list,
                         image_token_id=rt.image_token_id,
                         spatial_merge_size=rt.spatial_merge_size,
                         rollout_prompt_ids=rollout.prompt_token_ids,
