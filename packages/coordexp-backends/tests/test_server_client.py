@@ -375,8 +375,9 @@ def test_in_flight_requests_are_bounded_per_server_and_wait_in_the_client(
     a, b, _ = servers
     for s in (a, b):
         s.mode, s.delay_s = "slow", 0.4
-    # 12 chunks, 2 in flight per server: a request waits ~1 s for its turn, longer than
-    # both timeouts; neither counts that wait (no PoolTimeout, no ReadTimeout).
+    # 12 chunks, 2 in flight per server: the last ones wait 0.8 s for a slot (longer than
+    # timeout_s, which bounds getting a pooled connection) and finish 1.2 s after the call
+    # starts (longer than infer_timeout_s): neither limit counts the wait in the client.
     backend = client(
         [a.url, b.url], tokenizer, batch=1, max_in_flight=2, timeout_s=0.3, infer_timeout_s=0.9
     )
