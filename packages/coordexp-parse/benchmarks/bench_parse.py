@@ -29,6 +29,7 @@ from coordexp_parse import (
     parser_for,
     render_objects,
 )
+from coordexp_parse.scanner import scan_text, stop_index
 
 DESCS = ["black cat", "red square", "person", "traffic light", "dog", "blue circle"]
 
@@ -112,11 +113,43 @@ def main() -> None:
         )
         t_roll = best(lambda ids=ids: parse_rollout(ids, tok))
         print(f"{n:>7} objects: {t_inj * 1e6:>9.1f}us  ({t_inj / t_roll:.1f}x parse_rollout)")
+    breakdown(tok, rng)
     print("\nlinearity, parse_rollout time of 200 objects / 60 objects (3.3 = linear):")
     for kind in ("bbox", "poly"):
         for state in ("clean", "truncated"):
             ratio = rollout_us[(kind, state, 200)] / rollout_us[(kind, state, 60)]
             print(f"  {kind:>4} {state:>9}: {ratio:.2f}")
+
+
+def breakdown(tok: Any, rng: random.Random) -> None:
+    """Each stage of parse_rollout alone, on one clean 60-bbox rollout (internals)."""
+    parser = parser_for(tok)
+    text = answer(60, "bbox", rng)
+    ids = tok.encode(text + "<|im_end|>", add_special_tokens=False)
+    pieces = list(map(parser._pieces.__getitem__, ids))
+    full = "".join(pieces)
+    t_json = best(lambda: json.loads(text))
+    t_pieces = best(lambda: list(map(parser._pieces.__getitem__, ids)))
+    t_text = best(lambda: "".join(pieces)[: stop_index(full)])
+    t_ids = best(lambda: parser._occurrence_locator(ids, text))
+    t_scan = best(lambda: scan_text(text))
+    t_located = best(lambda: scan_text(text, parser._occurrence_locator(ids, text)))
+    t_parse = best(lambda: parse_rollout(ids, tok))
+    t_spans = best(lambda: parse_rollout(ids, tok).prefix_token_ends)
+    rows = [
+        ("json.loads of the answer", t_json),
+        ("token pieces (table lookup)", t_pieces),
+        ("text (join, stop string)", t_text),
+        ("ids as a string, spelling check", t_ids),
+        ("scan of the text (entries, objects)", t_scan),
+        ("locating the coord tokens", t_located - t_scan - t_ids),
+        ("prefix ids and result", t_parse - t_located - t_pieces - t_text),
+        ("parse_rollout", t_parse),
+        ("prefix token spans when read", t_spans - t_parse),
+    ]
+    print(f"\nwhere parse_rollout's time goes ({len(ids)} tokens, 60 bboxes, clean):")
+    for name, t in rows:
+        print(f"  {name:<36} {t * 1e6:>7.1f}us {t / t_json:>5.1f}x")
 
 
 if __name__ == "__main__":

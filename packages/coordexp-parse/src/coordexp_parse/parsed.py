@@ -130,9 +130,10 @@ class TokenSpans:
 
     def _compute(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         if self._starts is None:
-            ends = list(accumulate(map(len, self._pieces)))
-            self._starts = (0, *ends[:-1], *self._tail_starts) if ends else (*self._tail_starts,)
-            self._ends = (*ends, *self._tail_ends)
+            ends = tuple(accumulate(map(len, self._pieces)))
+            starts = (0, *ends[:-1]) if ends else ()
+            self._starts = starts + tuple(self._tail_starts)
+            self._ends = ends + tuple(self._tail_ends)
             self._pieces = ()
         return self._starts, self._ends
 
