@@ -13,7 +13,7 @@ from coordexp_schema import ChannelBConfig, TrainingConfig, parse_strict
 from coordexp_train.data.encode import EncodedSample
 from coordexp_train.settings import UnsupportedSetting, check_supported, stage2_settings
 from coordexp_train.stage2.channel_b_targets import ChannelBTargets
-from coordexp_train.stage2.post_pack import pack_teacher_forced
+from coordexp_train.stage2.post_pack import PostRolloutPacker
 from coordexp_train.stage2.progress import log_line
 from coordexp_train.stage2.teacher_forced import TeacherForcedSample
 from coordexp_train.stage2.timing import PhaseTimes
@@ -124,7 +124,7 @@ def test_packs_respect_the_capacity_and_too_long_samples_are_dropped_not_cut(
     lengths: list[int], capacity: int
 ) -> None:
     samples = [_forced(n, i) for i, n in enumerate(lengths)]
-    packed = pack_teacher_forced(samples, capacity)
+    packed = PostRolloutPacker(capacity).add(samples, end_of_step=True)
     assert [s.sample.index for s in packed.too_long] == [
         i for i, n in enumerate(lengths) if n > capacity
     ]
@@ -133,7 +133,8 @@ def test_packs_respect_the_capacity_and_too_long_samples_are_dropped_not_cut(
     for pack in packed.packs:
         assert pack
         assert sum(s.sample.length for s in pack) <= capacity
-    again = pack_teacher_forced(samples, capacity)
+    assert packed.underfilled == ()
+    again = PostRolloutPacker(capacity).add(samples, end_of_step=True)
     assert [[s.sample.index for s in p] for p in again.packs] == [
         [s.sample.index for s in p] for p in packed.packs
     ]
@@ -141,7 +142,25 @@ def test_packs_respect_the_capacity_and_too_long_samples_are_dropped_not_cut(
 
 def test_a_bad_capacity_names_the_setting() -> None:
     with pytest.raises(ValueError, match=r"training\.packing_length must be >= 1, got 0"):
-        pack_teacher_forced([], 0)
+        PostRolloutPacker(0)
+
+
+def test_under_filled_packs_wait_for_the_next_micro_batch_of_the_step() -> None:
+    packer = PostRolloutPacker(100, min_fill_ratio=0.9)
+    first = packer.add([_forced(95, 0), _forced(30, 1)], end_of_step=False)
+    assert [[s.sample.index for s in p] for p in first.packs] == [[0]]  # 30 tokens wait
+    last = packer.add([_forced(60, 2)], end_of_step=True)
+    assert [[s.sample.index for s in p] for p in last.packs] == [[1, 2]]
+    assert last.underfilled == ()
+
+
+def test_under_filled_packs_are_dropped_at_the_end_of_the_step_under_drop_last() -> None:
+    packer = PostRolloutPacker(100, min_fill_ratio=0.9, drop_last=True)
+    result = packer.add([_forced(95, 0), _forced(30, 1)], end_of_step=True)
+    assert [[s.sample.index for s in p] for p in result.packs] == [[0]]
+    assert [s.sample.index for s in result.underfilled] == [1]
+    # nothing is left waiting for the next step
+    assert packer.add([], end_of_step=True) == type(result)((), (), ())
 
 
 def test_phase_times_add_up_per_name() -> None:

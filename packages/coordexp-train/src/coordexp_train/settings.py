@@ -109,6 +109,8 @@ class Stage2Settings:
             of ``stage2_ab`` when that section is present.
         pack_capacity: post-rollout pack capacity (``training.packing_length`` or
             ``global_max_length``).
+        pack_min_fill_ratio: ``training.packing_min_fill_ratio`` (carry within a step).
+        pack_drop_last: ``training.packing_drop_last`` (at the end of a step).
         rollout_seed: base seed of rollout sampling (``rollout_matching.decoding.seed``,
             else ``training.seed``); the optimizer step is added to it.
         weight_sync_every_steps: ``stage2_ab.weight_sync_every_steps`` (1 without it).
@@ -124,6 +126,8 @@ class Stage2Settings:
     channel_b: ChannelBConfig
     weights: Stage1LossWeights
     pack_capacity: int
+    pack_min_fill_ratio: float
+    pack_drop_last: bool
     rollout_seed: int
     weight_sync_every_steps: int
     field_order: FieldOrder
@@ -158,6 +162,8 @@ def stage2_settings(cfg: TrainingConfig) -> Stage2Settings:
         channel_b=ab.channel_b if ab is not None else ChannelBConfig(),
         weights=weights,
         pack_capacity=cfg.training.packing_length or cfg.global_max_length,
+        pack_min_fill_ratio=cfg.training.packing_min_fill_ratio,
+        pack_drop_last=cfg.training.packing_drop_last,
         rollout_seed=seed if seed is not None else cfg.training.seed,
         weight_sync_every_steps=ab.weight_sync_every_steps if ab is not None else 1,
         field_order=cfg.template.object_field_order,

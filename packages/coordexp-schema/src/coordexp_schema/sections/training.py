@@ -60,7 +60,13 @@ class TrainingArgs:
         None, gt=0, doc="Keep at most N checkpoints (oldest deleted first); null: keep all."
     )
     seed: int = knob(42, doc="Seed of every random choice of the run (data order, init, rollouts).")
-    packing: bool = knob(False, doc="Pack several samples into one fixed-capacity sequence.")
+    packing: bool = knob(
+        False,
+        doc=(
+            "Stage 1: pack several dataset samples into one fixed-capacity sequence. "
+            "Stage 2 always packs its teacher-forced samples after the rollout."
+        ),
+    )
     packing_length: int | None = knob(
         None, gt=0, doc="Capacity of one pack in tokens; null: `global_max_length`."
     )
@@ -69,22 +75,24 @@ class TrainingArgs:
         ge=0,
         le=1,
         doc=(
-            "A pack filled below this fraction of its capacity is carried to the next packing "
-            "call (post-rollout) or to the end of the epoch (Stage 1) and packed again."
+            "A pack filled below this fraction of its capacity is carried to the end of the "
+            "epoch (Stage 1) or to the next micro-batch of the optimizer step (Stage 2, "
+            "post-rollout) and packed again."
         ),
     )
     packing_drop_last: bool = knob(
         False,
         doc=(
-            "At the end of the epoch, drop (and report) the packs still below "
-            "`packing_min_fill_ratio` instead of training on them."
+            "At the end of the epoch (Stage 1) or of the optimizer step (Stage 2), drop (and "
+            "report) the packs still below `packing_min_fill_ratio` instead of training on them."
         ),
     )
     packing_oversize: Literal["error", "own_pack"] = knob(
         "error",
         doc=(
-            "A sample longer than `packing_length`: stop with an error naming it, or give it "
-            "a pack of its own."
+            "Stage 1: a sample longer than `packing_length` stops the run with an error "
+            "naming it, or gets a pack of its own. Stage 2 drops (and counts) a rollout "
+            "sample longer than `packing_length`, never truncating it."
         ),
     )
     resume_from_checkpoint: str | None = knob(

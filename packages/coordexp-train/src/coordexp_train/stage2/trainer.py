@@ -66,7 +66,7 @@ from coordexp_train.stage2.channel_b_sample import (
     step_stats,
 )
 from coordexp_train.stage2.monitor import MonitorDump
-from coordexp_train.stage2.post_pack import pack_teacher_forced
+from coordexp_train.stage2.post_pack import PostRolloutPacker
 from coordexp_train.stage2.rollout_data import ROLLOUT_ITEMS, RolloutItem
 from coordexp_train.stage2.schedule import Channel, channel_at_step, needs_weight_sync
 from coordexp_train.stage2.teacher_forced import (
@@ -94,6 +94,7 @@ _COUNTS = (
     "answer_tokens",
     "packs",
     "dropped/too_long",
+    "dropped/underfilled",
     "weight_sync",
 )
 
@@ -138,6 +139,11 @@ class Stage2Trainer(Stage1Trainer):
         self._synced_step: int | None = None  # unknown engine weights: sync at the first B step
         self._engine_asleep = False
         self._coord_id_list: list[int] = self.coord_token_ids.tolist()
+        self._packer = PostRolloutPacker(
+            settings.pack_capacity,
+            min_fill_ratio=settings.pack_min_fill_ratio,
+            drop_last=settings.pack_drop_last,
+        )
         self._window_channels: dict[int, Channel] = {}
         self._counts = dict.fromkeys(_COUNTS, 0.0)
         self._times = PhaseTimes()
@@ -272,12 +278,13 @@ class Stage2Trainer(Stage1Trainer):
         self._engine_asleep = True
         forced, built = self._teacher_forced(pairs)
         with self._times.phase("packing"):
-            packed = pack_teacher_forced(forced, self.settings.pack_capacity)
+            # the Trainer marks the step's last micro-batch before calling training_step
+            packed = self._packer.add(forced, end_of_step=self.accelerator.sync_gradients)
             batches = [
                 collate_rows([[f.sample for f in p]], pad_token_id=self.runtime.pad_token_id)
                 for p in packed.packs
             ]
-        self._count_b(built, len(batches), len(packed.too_long))
+        self._count_b(built, len(batches), len(packed.too_long), len(packed.underfilled))
         if self.runtime.monitor is not None and self.is_world_process_zero():
             self.runtime.monitor.maybe_write(self.state.global_step, pairs, built)
         scale = self.current_gradient_accumulation_steps * max(len(batches), 1)
@@ -305,7 +312,9 @@ class Stage2Trainer(Stage1Trainer):
                 total = total + loss.detach()
         return total
 
-    def _count_b(self, built: Sequence[ChannelBSample], packs: int, too_long: int) -> None:
+    def _count_b(
+        self, built: Sequence[ChannelBSample], packs: int, too_long: int, underfilled: int
+    ) -> None:
         stats = step_stats(built)
         for name in _COUNTS:
             if name in stats:
@@ -314,6 +323,7 @@ class Stage2Trainer(Stage1Trainer):
         self._counts["answer_tokens"] += stats["answer_len_mean"] * stats["rollouts"]
         self._counts["packs"] += packs
         self._counts["dropped/too_long"] += too_long
+        self._counts["dropped/underfilled"] += underfilled
         self._rollout_len_max = max(self._rollout_len_max, stats["rollout_len_max"])
 
     # ---------------------------------------------------------------- logging
