@@ -26,7 +26,7 @@ data:
 training:
   output_dir: {out}
   max_steps: 2
-  per_device_train_batch_size: 2
+  per_device_train_batch_size: 1
   effective_batch_size: 4
   learning_rate: 1.0e-3
   lr_scheduler_type: constant
@@ -70,7 +70,8 @@ def test_two_ranks_roll_out_their_shards_and_end_with_identical_weights(
     logs = [r for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
     # step 0 is A (soft self-context), step 1 is B
     assert [r["channel_b"] for r in logs] == [0.0, 1.0]
-    # 2 ranks x 2 samples per micro-batch x 1 accumulation step: 4 rollouts per B step
+    # 2 ranks x 1 sample per micro-batch x 2 accumulation steps: 4 rollouts per B step
+    # (each rank all-reduces once per step, after its last micro-batch's last pack)
     assert logs[1]["rollouts"] == 4.0
     rank0 = load_file(str(out / "rank0.safetensors"))
     rank1 = load_file(str(out / "rank1.safetensors"))
