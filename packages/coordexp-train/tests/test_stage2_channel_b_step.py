@@ -64,8 +64,6 @@ def test_a_channel_b_update_from_real_rollouts(loaded: LoadedModel) -> None:
             dataset_sample,
             sample.targets,
             loaded.coord_vocab.ids,
-            image_token_id=encoder.image_token_id,
-            spatial_merge_size=encoder.merge_size,
             rollout_prompt_ids=rollout.prompt_token_ids,  # checked: the same context
         )
         forced.append(tf)
@@ -124,8 +122,6 @@ def test_a_rollout_of_a_differently_sized_image_is_refused(loaded: LoadedModel) 
             dataset_sample,
             sample.targets,
             loaded.coord_vocab.ids,
-            image_token_id=encoder.image_token_id,
-            spatial_merge_size=encoder.merge_size,
             rollout_prompt_ids=rollout.prompt_token_ids,
         )
 

@@ -15,6 +15,7 @@ from coordexp_schema.sections.stage2_ab import ChannelBConfig
 from coordexp_train.data.batch import collate_rows
 from coordexp_train.data.encode import IGNORE_INDEX, EncodedSample, SampleEncoder
 from coordexp_train.data.prompts import PromptSpec
+from coordexp_train.data.rope import append_text_positions, sample_position_ids
 from coordexp_train.losses import Stage1LossWeights
 from coordexp_train.model import LoadedModel
 from coordexp_train.stage2 import build_channel_b_sample, channel_b_loss
@@ -74,8 +75,6 @@ def pairs(loaded: LoadedModel) -> list[tuple[EncodedSample, TeacherForcedSample]
             dataset_sample,
             cb.targets,
             loaded.coord_vocab.ids,
-            image_token_id=encoder.image_token_id,
-            spatial_merge_size=encoder.merge_size,
         )
         out.append((dataset_sample, forced))
     return out
@@ -89,6 +88,14 @@ def test_prompt_and_image_are_the_dataset_samples(
         s = forced.sample
         assert torch.equal(s.input_ids[:n], dataset_sample.input_ids[:n])
         assert torch.equal(s.position_ids[:, :n], dataset_sample.position_ids[:, :n])
+        # the answer's positions continue the prompt's as a full rescan would give them
+        rescanned = sample_position_ids(
+            s.input_ids,
+            s.image_grid_thw,
+            image_token_id=_tokenizer(loaded).convert_tokens_to_ids("<|image_pad|>"),
+            spatial_merge_size=2,
+        )
+        assert torch.equal(s.position_ids, rescanned)
         assert torch.equal(s.pixel_values, dataset_sample.pixel_values)
         assert list(s.input_ids[n:]) == list(forced.targets.token_ids)
         assert _tokenizer(loaded).decode(s.input_ids[n:]).endswith("}<|im_end|>")
@@ -162,6 +169,13 @@ def test_a_sample_without_an_answer_is_refused(
             unlabelled,
             forced.targets,
             loaded.coord_vocab.ids,
-            image_token_id=0,
-            spatial_merge_size=2,
         )
+
+
+def test_appended_text_positions_refuse_bad_inputs() -> None:
+    with pytest.raises(ValueError, match=r"position_ids must be \(4, L\) with L >= 1"):
+        append_text_positions(torch.zeros(3, 2, dtype=torch.long), 1)
+    with pytest.raises(ValueError, match="count must be >= 0, got -1"):
+        append_text_positions(torch.zeros(4, 2, dtype=torch.long), -1)
+    grown = append_text_positions(torch.tensor([[0, 1], [0, 5], [0, 7], [0, 6]]), 2)
+    assert grown[:, 2:].tolist() == [[2, 3], [8, 9], [8, 9], [8, 9]]

@@ -76,3 +76,26 @@ def sample_position_ids(
     mrope = torch.cat(rows, dim=1) if rows else torch.zeros(3, 0, dtype=torch.long)
     text = torch.arange(len(ids)).unsqueeze(0)
     return torch.cat([text, mrope.to(torch.long)], dim=0)
+
+
+def append_text_positions(position_ids: torch.Tensor, count: int) -> torch.Tensor:
+    """``position_ids`` of a sample followed by ``count`` more text tokens, ``(4, L + count)``.
+
+    Text advances every row by 1 from the last position (the mRoPE rows from their
+    largest last value), so this equals :func:`sample_position_ids` of the extended
+    sample without rescanning it.
+
+    Raises:
+        ValueError: ``position_ids`` is not ``(4, L)`` with ``L >= 1``, or ``count < 0``.
+    """
+    if position_ids.dim() != 2 or position_ids.shape[0] != 4 or position_ids.shape[1] < 1:
+        raise ValueError(
+            f"position_ids must be (4, L) with L >= 1, got {tuple(position_ids.shape)}"
+        )
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    last = position_ids[:, -1]
+    start = torch.stack([last[0], last[1:].max()]) + 1
+    steps = torch.arange(count, dtype=position_ids.dtype)
+    tail = torch.cat([start[0] + steps[None], (start[1] + steps).expand(3, -1)], dim=0)
+    return torch.cat([position_ids, tail], dim=1)

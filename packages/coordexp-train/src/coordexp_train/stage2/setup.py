@@ -110,8 +110,6 @@ def build_runtime(cfg: TrainingConfig, loaded: LoadedModel) -> Stage2Runtime:
         backend=build_backend(cfg, loaded),
         tokenizer=tokenizer,
         prompt=encoder.prompt,
-        image_token_id=encoder.image_token_id,
-        spatial_merge_size=encoder.merge_size,
         pad_token_id=int(tokenizer.pad_token_id),
         monitor=monitor,
     )

@@ -15,7 +15,7 @@ import torch
 
 from coordexp_train.data.batch import Batch
 from coordexp_train.data.encode import IGNORE_INDEX, EncodedSample
-from coordexp_train.data.rope import sample_position_ids
+from coordexp_train.data.rope import append_text_positions
 from coordexp_train.stage2.channel_b_targets import ChannelBTargets
 
 
@@ -40,10 +40,8 @@ class TeacherForcedSample:
 def teacher_forced_sample(
     dataset_sample: EncodedSample,
     targets: ChannelBTargets,
-    coord_token_ids: Sequence[int],
+    coord_token_ids: Sequence[int] | torch.Tensor,
     *,
-    image_token_id: int,
-    spatial_merge_size: int,
     rollout_prompt_ids: Sequence[int] | None = None,
 ) -> TeacherForcedSample:
     """Replace a dataset sample's ground-truth answer with a Channel-B answer.
@@ -52,9 +50,7 @@ def teacher_forced_sample(
         dataset_sample: the encoded dataset sample (its prompt and image are kept; its
             answer starts at its first supervised label).
         targets: the Channel-B targets of the injected answer.
-        coord_token_ids: token id of each coord bin (``CoordVocab.ids``).
-        image_token_id: the id of ``<|image_pad|>``.
-        spatial_merge_size: the image processor's merge size.
+        coord_token_ids: token id of each coord bin (``CoordVocab.ids``, or a tensor).
         rollout_prompt_ids: the prompt the rollout was generated from
             (``Rollout.prompt_token_ids``); when given it must equal the dataset sample's
             prompt, or the answer would be trained in another context than it was
@@ -82,16 +78,13 @@ def teacher_forced_sample(
     )
     positions = torch.tensor(targets.coord_positions, dtype=torch.long)
     bins = torch.tensor(targets.coord_bins, dtype=torch.long)
-    answer_labels[positions] = torch.tensor(coord_token_ids, dtype=torch.long)[bins]
+    answer_labels[positions] = torch.as_tensor(coord_token_ids, dtype=torch.long)[bins]
     labels = torch.cat([torch.full((prompt_length,), IGNORE_INDEX), answer_labels])
     sample = EncodedSample(
         input_ids=input_ids,
         labels=labels,
-        position_ids=sample_position_ids(
-            input_ids,
-            dataset_sample.image_grid_thw,
-            image_token_id=image_token_id,
-            spatial_merge_size=spatial_merge_size,
+        position_ids=append_text_positions(
+            dataset_sample.position_ids[:, :prompt_length], len(targets.token_ids)
         ),
         pixel_values=dataset_sample.pixel_values,
         image_grid_thw=dataset_sample.image_grid_thw,

@@ -107,8 +107,6 @@ class Stage2Runtime:
         backend: the rollout backend (closed when training ends).
         tokenizer: the model's tokenizer (rollout parsing, FN rendering).
         prompt: the training prompt (rollout requests use it, as the encoder does).
-        image_token_id: id of ``<|image_pad|>``.
-        spatial_merge_size: the image processor's merge size.
         pad_token_id: the tokenizer's pad id.
         monitor: the monitor dump writer, or None when ``monitor_dump`` is off.
     """
@@ -116,8 +114,6 @@ class Stage2Runtime:
     backend: RolloutBackend
     tokenizer: TokenizerLike
     prompt: PromptSpec
-    image_token_id: int
-    spatial_merge_size: int
     pad_token_id: int
     monitor: MonitorDump | None = None
 
@@ -138,7 +134,6 @@ class Stage2Trainer(Stage1Trainer):
         self.loss_parts = MeanMeter(STAGE2_PART_NAMES)
         self._synced_step: int | None = None  # unknown engine weights: sync at the first B step
         self._engine_asleep = False
-        self._coord_id_list: list[int] = self.coord_token_ids.tolist()
         self._packer = PostRolloutPacker(
             settings.pack_capacity,
             min_fill_ratio=settings.pack_min_fill_ratio,
@@ -255,9 +250,7 @@ class Stage2Trainer(Stage1Trainer):
                     teacher_forced_sample(
                         item.sample,
                         sample.targets,
-                        self._coord_id_list,
-                        image_token_id=rt.image_token_id,
-                        spatial_merge_size=rt.spatial_merge_size,
+                        self.coord_token_ids,
                         rollout_prompt_ids=rollout.prompt_token_ids,
                     )
                 )
