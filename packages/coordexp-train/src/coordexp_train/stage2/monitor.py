@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from coordexp_backends import Rollout
 from coordexp_parse import DetObject
 from coordexp_schema import MonitorDumpConfig
 from coordexp_train.evaluation.overlays import draw_overlay
@@ -52,13 +53,12 @@ class MonitorDump:
     def maybe_write(
         self,
         step: int,
-        pairs: Sequence[tuple[RolloutItem, Any]],
+        pairs: Sequence[tuple[RolloutItem, Rollout]],
         built: Sequence[ChannelBSample],
     ) -> list[Path]:
         """Dump this Channel-B step's rollouts when one is due; return the written files.
 
-        ``pairs`` are (item, ``coordexp_backends.Rollout``) in step order and ``built``
-        their Channel-B samples.
+        ``pairs`` are (item, rollout) in step order and ``built`` their Channel-B samples.
         """
         if step < self._next_step or self.events >= self.cfg.max_events:
             return []

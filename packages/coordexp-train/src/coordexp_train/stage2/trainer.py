@@ -44,7 +44,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from coordexp_backends import RolloutBackend, RolloutRequest, decode_params
+from coordexp_backends import Rollout, RolloutBackend, RolloutRequest, decode_params
 from coordexp_parse import DROP_REASONS, TokenizerLike
 from coordexp_schema import RolloutMatchingConfig
 from coordexp_train.data.batch import Batch, collate_rows
@@ -123,7 +123,7 @@ class Stage2Trainer(Stage1Trainer):
 
     Args:
         settings: the Stage-2 settings (:func:`coordexp_train.settings.stage2_settings`).
-        runtime: backend, tokenizer and token ids.
+        runtime: rollout backend, tokenizer, prompt, pad id and monitor dump.
         **kwargs: passed to :class:`Stage1Trainer` (``loss_weights`` are Channel A's).
     """
 
@@ -220,7 +220,7 @@ class Stage2Trainer(Stage1Trainer):
         self._synced_step = step
         self._counts["weight_sync"] += 1
 
-    def _rollout(self, items: Sequence[RolloutItem]) -> list[tuple[RolloutItem, Any]]:
+    def _rollout(self, items: Sequence[RolloutItem]) -> list[tuple[RolloutItem, Rollout]]:
         s = self.settings
         params = replace(decode_params(s.rollout), seed=s.rollout_seed + self.state.global_step)
         messages = prompt_messages(self.runtime.prompt)
@@ -230,7 +230,7 @@ class Stage2Trainer(Stage1Trainer):
         return list(zip(items, rollouts, strict=True))
 
     def _teacher_forced(
-        self, pairs: Sequence[tuple[RolloutItem, Any]]
+        self, pairs: Sequence[tuple[RolloutItem, Rollout]]
     ) -> tuple[list[TeacherForcedSample], list[ChannelBSample]]:
         s, rt = self.settings, self.runtime
         forced: list[TeacherForcedSample] = []
