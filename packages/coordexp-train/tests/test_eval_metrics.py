@@ -9,10 +9,12 @@ import random
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from coordexp_parse import DetObject, render_objects
+from coordexp_train.data.samples import SampleError
 from coordexp_train.data.synthetic import write_synthetic_dataset
 from coordexp_train.data.synthetic_scene import SceneSpec
 from coordexp_train.evaluation.coco_metrics import coco_dicts, coco_metrics, run_cocoeval
@@ -200,10 +202,25 @@ def test_parse_health_counts_drops_truncation_and_missing() -> None:
 
 def test_ground_truth_refuses_a_repeated_image(tmp_path: Path) -> None:
     rec = {"images": ["x.png"], "width": 10, "height": 10, "objects": []}
+    Image.new("RGB", (10, 10)).save(tmp_path / "x.png")
     path = tmp_path / "val.jsonl"
     path.write_text(f"{json.dumps(rec)}\n{json.dumps(rec)}\n")
     with pytest.raises(ValueError, match=r"val\.jsonl:2: image 'x\.png' already used by .*:1"):
         load_ground_truth(path)
+
+
+def test_ground_truth_resolves_images_against_image_root(tmp_path: Path) -> None:
+    rec = {"images": ["x.png"], "width": 10, "height": 10, "objects": []}
+    (tmp_path / "pics").mkdir()
+    Image.new("RGB", (10, 10)).save(tmp_path / "pics" / "x.png")
+    path = tmp_path / "val.jsonl"
+    path.write_text(json.dumps(rec) + "\n")
+    with pytest.raises(
+        SampleError, match=r"val\.jsonl:1: image .*x\.png does not exist.*image_root"
+    ):
+        load_ground_truth(path)
+    (gt,) = load_ground_truth(path, image_root=tmp_path / "pics")
+    assert gt.image_path == tmp_path / "pics" / "x.png"
 
 
 def test_zero_area_box_is_never_found_by_pycocotools() -> None:

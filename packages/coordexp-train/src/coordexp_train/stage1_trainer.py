@@ -12,6 +12,9 @@ the library's own code path):
   :func:`coordexp_train.coord_metrics.coord_token_metrics` (``eval_coord_mass``,
   ``eval_coord_gate``, ``eval_coord_mae``, ``eval_coord_accuracy``; weighted by coord
   positions) — the same gate helper as the loss;
+* with a :class:`~coordexp_train.evaluation.periodic.DetectionEval`, every evaluation
+  also answers the validation images greedily and logs ``eval_mAP50``, ``eval_recall``, …
+  (see :mod:`coordexp_train.evaluation.periodic`) as one more log event of that step;
 * :meth:`create_optimizer` builds AdamW with one learning rate per parameter group
   (vision tower / aligner / LLM), see :mod:`coordexp_train.param_groups`.
 
@@ -30,6 +33,7 @@ from transformers import Trainer
 
 from coordexp_train.coord_metrics import coord_token_metrics
 from coordexp_train.data.batch import Batch
+from coordexp_train.evaluation.periodic import DetectionEval
 from coordexp_train.losses import Stage1LossWeights, stage1_loss
 from coordexp_train.param_groups import GroupSettings, optimizer_groups
 
@@ -116,6 +120,7 @@ class Stage1Trainer(Trainer):
         coord_token_ids: ``[1000]`` token id of each coord bin.
         loss_weights: the objective's weights.
         group_settings: per-group learning rates and weight decay for the optimizer.
+        detection_eval: detection metrics to add to every evaluation; None: loss only.
         **kwargs: passed to ``transformers.Trainer``.
     """
 
@@ -125,9 +130,11 @@ class Stage1Trainer(Trainer):
         coord_token_ids: torch.Tensor,
         loss_weights: Stage1LossWeights,
         group_settings: GroupSettings,
+        detection_eval: DetectionEval | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.detection_eval = detection_eval
         self.coord_token_ids = coord_token_ids
         self.loss_weights = loss_weights
         self.group_settings = group_settings
@@ -162,6 +169,15 @@ class Stage1Trainer(Trainer):
         else:
             self._measure_coords(outputs.logits, batch.labels)
         return (result.total, outputs) if return_outputs else result.total
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """``Trainer.evaluate``, then the detection figures (main process; logged too)."""
+        metrics: dict[str, float] = super().evaluate(*args, **kwargs)
+        if self.detection_eval is not None and self.is_world_process_zero():
+            figures = self.detection_eval(self.model)
+            self.log(figures)
+            metrics.update(figures)
+        return metrics
 
     def _measure_coords(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         m = coord_token_metrics(

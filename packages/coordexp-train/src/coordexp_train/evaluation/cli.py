@@ -2,11 +2,16 @@
 
 ``coordexp-eval --gt VAL.jsonl --predictions PRED.jsonl --out DIR`` scores a saved
 predictions file; ``coordexp-eval --gt VAL.jsonl --model REF --out DIR`` first answers
-every image with the model (``builtin:<name>`` or a checkpoint folder) through the HF
-backend and writes ``DIR/predictions.jsonl``. Both write ``DIR/metrics.json`` (see
-``evaluation_report``) and, unless ``--overlays 0``, overlay PNGs and their grid under
-``DIR/overlays/``. Exit codes: 0 done, 2 bad input (the message names the file and line,
-or the option).
+every image with the model (``builtin:<name>`` or a checkpoint folder) and writes
+``DIR/predictions.jsonl``. ``--gt`` also takes ``builtin:<name>/<split>`` (a built-in
+synthetic dataset, written on first use). With ``--config TRAIN.yaml`` the prompt, image
+sizing, model loading and rollout settings (backend: HF, or vLLM as ``rollout_matching``
+says; decoding; batch size) come from that training config, and the model is its
+``model.model`` unless ``--model-override`` names another; without ``--config`` they come
+from the options. Both write ``DIR/metrics.json`` (see ``evaluation_report``) and, unless
+``--overlays 0``, overlay PNGs and their grid under ``DIR/overlays/``. Relative image paths
+resolve against ``--image-root`` (default: the ground-truth file's folder). Exit codes: 0
+done, 2 bad input (the message names the file and line, the config key, or the option).
 
 ``coordexp-plot-curves --metrics RUN/metrics.jsonl --out curves.png --keys loss ...``
 plots values of a metrics JSONL file over steps (see ``curves.plot_curves``).
@@ -18,15 +23,23 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from coordexp_parse import RecordError
+from coordexp_schema import ConfigError, RolloutMatchingConfig, load_config
+from coordexp_train.data.prompts import PromptSpec
+from coordexp_train.data.samples import SampleError
+from coordexp_train.data.synthetic import resolve_records_path
 from coordexp_train.evaluation.curves import plot_curves, read_metrics_file
-from coordexp_train.evaluation.ground_truth import GroundTruthImage, load_ground_truth
+from coordexp_train.evaluation.ground_truth import load_ground_truth
+from coordexp_train.evaluation.model_answers import (
+    InferenceSettings,
+    inference_settings,
+    model_predictions,
+    with_decoding,
+)
 from coordexp_train.evaluation.overlays import write_overlays
 from coordexp_train.evaluation.predictions import (
-    ImagePrediction,
     PredictionsError,
     read_predictions,
     write_predictions,
@@ -37,69 +50,82 @@ PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
 
 
-@dataclass(frozen=True, slots=True)
-class _ModelSettings:
-    model: str
-    dtype: str
-    attn_implementation: str
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="coordexp-eval",
         description="Score detection predictions (a saved file, or a model's answers) "
         "against a dataset JSONL file.",
     )
-    parser.add_argument("--gt", required=True, type=Path, help="dataset records (JSONL)")
+    parser.add_argument(
+        "--gt", required=True, help="dataset records (JSONL), or builtin:<name>/<split>"
+    )
+    parser.add_argument(
+        "--image-root", type=Path, default=None, help="folder relative image paths resolve against"
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--predictions", type=Path, help="predictions, one line per image")
     source.add_argument("--model", help="builtin:<name> or a checkpoint folder to run")
+    source.add_argument(
+        "--config",
+        type=Path,
+        help="training YAML: run its model (or --model-override) with its template and rollouts",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument(
         "--overlays", type=int, default=16, help="images to draw (0: none; default 16)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the overlay sample")
     parser.add_argument("--scale", type=int, default=2, help="overlay upscale factor")
-    model = parser.add_argument_group("model runs (--model)")
-    model.add_argument("--max-new-tokens", type=int, default=512, help="answer length cap")
-    model.add_argument("--max-pixels", type=int, default=1_048_576, help="template.max_pixels")
-    model.add_argument("--min-pixels", type=int, default=None, help="template.min_pixels")
-    model.add_argument("--decode-batch-size", type=int, default=8, help="images per generate")
+    model = parser.add_argument_group("model runs (--model or --config)")
     model.add_argument(
+        "--model-override", default=None, help="with --config: run this model instead"
+    )
+    model.add_argument(
+        "--max-new-tokens", type=int, default=None, help="answer length cap (default 512)"
+    )
+    model.add_argument(
+        "--decode-batch-size", type=int, default=None, help="images per generate (default 8)"
+    )
+    flags = parser.add_argument_group("model runs without --config (as trained)")
+    flags.add_argument("--max-pixels", type=int, default=1_048_576, help="template.max_pixels")
+    flags.add_argument("--min-pixels", type=int, default=None, help="template.min_pixels")
+    flags.add_argument(
         "--dtype", default="float32", choices=("auto", "float32", "bfloat16", "float16")
     )
-    model.add_argument(
+    flags.add_argument(
         "--prompt-variant", default="default", choices=("default", "short"), help="as trained"
     )
-    model.add_argument(
+    flags.add_argument(
         "--field-order",
         default="desc_first",
         choices=("desc_first", "geometry_first"),
         help="as trained",
     )
-    model.add_argument("--coord-token-mode", default="added", choices=("added", "special"))
+    flags.add_argument("--coord-token-mode", default="added", choices=("added", "special"))
     return parser
 
 
-def _model_predictions(
-    args: argparse.Namespace, gt: Sequence[GroundTruthImage]
-) -> list[ImagePrediction]:
-    """Load the model (heavy imports only here) and answer every image greedily."""
-    from coordexp_backends import DecodeParams, HFBackend
-    from coordexp_train.data.prompts import PromptSpec
-    from coordexp_train.evaluation.rollouts import rollout_predictions
-    from coordexp_train.model.loading import load_model_and_processor
-    from coordexp_train.model.processor import set_image_size
+def _settings(args: argparse.Namespace) -> InferenceSettings:
+    """Inference settings from ``--config`` (plus overrides) or from the options.
 
-    loaded = load_model_and_processor(
-        _ModelSettings(args.model, args.dtype, "sdpa"), coord_token_mode=args.coord_token_mode
-    )
-    set_image_size(loaded.processor, args.max_pixels, args.min_pixels)
-    backend = HFBackend(loaded.model, loaded.processor, args.decode_batch_size)
-    prompt = PromptSpec(variant=args.prompt_variant, field_order=args.field_order)
-    params = DecodeParams(max_new_tokens=args.max_new_tokens)
-    return rollout_predictions(
-        backend, gt, params, prompt=prompt, chunk_size=args.decode_batch_size, progress=True
+    Raises:
+        ConfigError: the config file is invalid (every problem, with its key path).
+    """
+    if args.config is not None:
+        base = inference_settings(load_config(args.config), model=args.model_override)
+    else:
+        base = InferenceSettings(
+            model=args.model,
+            dtype=args.dtype,
+            attn_implementation="sdpa",
+            coord_token_mode=args.coord_token_mode,
+            prompt=PromptSpec(variant=args.prompt_variant, field_order=args.field_order),
+            max_pixels=args.max_pixels,
+            min_pixels=args.min_pixels,
+            rollout=RolloutMatchingConfig(decode_batch_size=8),
+        )
+    return with_decoding(
+        base, max_new_tokens=args.max_new_tokens, decode_batch_size=args.decode_batch_size
     )
 
 
@@ -108,8 +134,12 @@ def _option_problem(args: argparse.Namespace) -> str | None:
         return f"--overlays must be >= 0, got {args.overlays}"
     if args.scale < 1:
         return f"--scale must be >= 1, got {args.scale}"
-    if args.max_new_tokens < 1 or args.decode_batch_size < 1:
-        return "--max-new-tokens and --decode-batch-size must be >= 1"
+    for name in ("max_new_tokens", "decode_batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            return f"--{name.replace('_', '-')} must be >= 1, got {value}"
+    if args.model_override is not None and args.config is None:
+        return "--model-override needs --config (use --model otherwise)"
     return None
 
 
@@ -121,11 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"coordexp-eval: error: {problem}", file=sys.stderr)
         return 2
     try:
-        gt = load_ground_truth(args.gt)
+        gt = load_ground_truth(resolve_records_path(args.gt), image_root=args.image_root)
         if args.predictions is not None:
             predictions = read_predictions(args.predictions)
         else:
-            predictions = _model_predictions(args, gt)
+            predictions = model_predictions(_settings(args), gt, progress=True)
             args.out.mkdir(parents=True, exist_ok=True)
             write_predictions(args.out / PREDICTIONS_FILE, predictions)
         report = evaluation_report(gt, predictions)
@@ -139,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 scale=args.scale,
             )
-    except (RecordError, PredictionsError, ValueError, OSError) as exc:
+    except (RecordError, SampleError, PredictionsError, ConfigError, ValueError, OSError) as exc:
         print(f"coordexp-eval: error: {exc}", file=sys.stderr)
         return 2
     (args.out / METRICS_FILE).write_text(json.dumps(report, indent=2) + "\n")
