@@ -135,22 +135,14 @@ def build_injection(
     starts = list(parse.token_spans.starts)
     ends = list(parse.token_spans.ends)
     prefix_length = len(ids)
+    tail_tokens = _encode_exactly(parser, tail)
+    close_start = prefix_length + len(tail_tokens.ids)
     pos = len(parse.prefix_text)
-    tail_tokens = Alignment([], "", [], [], False)
-    close_start = 0
-    for piece in (tail, "}"):
-        close_start = len(ids)
-        if not piece:
-            continue
-        al = parser.align(parser.encode(piece))
-        if al.text != piece:
-            raise ValueError(f"the tokenizer does not encode {piece!r} back to itself: {al.text!r}")
-        if piece is tail:
-            tail_tokens = al
+    for al in (tail_tokens, _encode_exactly(parser, "}")):
         ids += al.ids
         starts += [s + pos for s in al.starts]
         ends += [e + pos for e in al.ends]
-        pos += len(piece)
+        pos += len(al.text)
     ids.append(parser.end_token_id)
     starts.append(pos)
     ends.append(pos + len(END_TOKEN))
@@ -190,6 +182,14 @@ def build_injection(
         pred_coord_positions=tuple(coord_pos[: fn.n_pred]),
         fn_coord_positions=tuple(coord_pos[fn.n_pred :]),
     )
+
+
+def _encode_exactly(parser: RolloutParser, text: str) -> Alignment:
+    """The tokens of ``text``, aligned; raises ValueError when they do not decode to it."""
+    al = parser.align(parser.encode(text))
+    if al.text != text:
+        raise ValueError(f"the tokenizer does not encode {text!r} back to itself: {al.text!r}")
+    return al
 
 
 class _FnEntries:

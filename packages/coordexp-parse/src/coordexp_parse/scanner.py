@@ -34,9 +34,8 @@ _VALID_OBJECT_KEY = re.compile(r"object_[1-9][0-9]*")
 # either field order, matched at the key's opening quote: a bbox with a group per coord
 # token, or a poly with its coord list as one group. Anything else, or anything the checks
 # after the match reject, takes the general path, which decides the drop reason.
-_COORD = COORD_PATTERN
-_POLY = r'"poly": \[(?P<coords>"' + _COORD + '"(?:, "' + _COORD + r'")*)\]'
-_BBOX = r'"bbox_2d": \[' + ", ".join(f'"(?P<c{i}>{_COORD})"' for i in range(4)) + r"\]"
+_POLY = r'"poly": \[(?P<coords>"' + COORD_PATTERN + '"(?:, "' + COORD_PATTERN + r'")*)\]'
+_BBOX = r'"bbox_2d": \[' + ", ".join(f'"(?P<c{i}>{COORD_PATTERN})"' for i in range(4)) + r"\]"
 _DESC = r'"desc": "(?P<desc>[^"\\\x00-\x1f]*(?:\\.[^"\\\x00-\x1f]*)*)"'
 _KEY = r'"object_(?P<n>[1-9][0-9]*)": '
 

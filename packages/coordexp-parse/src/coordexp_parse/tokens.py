@@ -2,9 +2,11 @@
 
 A :class:`RolloutParser` wraps a tokenizer (duck-typed, see :class:`TokenizerLike`),
 checks once that it has the coord tokens and the end token, and caches each token id's
-text piece. Parsing then maps every token to its character span and parses the text with
+text piece. Parsing joins the pieces into the text and parses it with
 :func:`~coordexp_parse.scanner.scan_text`, locating the token of each coordinate: it must
-be exactly one coord token id.
+be exactly one coord token id. When every piece is whole, coord tokens are found in the
+ids themselves and the prefix's character spans are summed only when read; ids with byte
+pieces of one character are aligned group by group first.
 """
 
 from __future__ import annotations
