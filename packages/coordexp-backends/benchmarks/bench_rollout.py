@@ -2,8 +2,10 @@
 
 Prints, for decode_batch_size 1, 4 and 16: response tokens/s of each backend and the ratio
 to HF; the time of one weight sync per vLLM backend; our wrappers' overhead over calling
-the engine directly (HF ``model.generate``, ``vllm.LLM.generate``); and the server client
-against the same engine in process.
+the engine directly (HF ``model.generate``, ``vllm.LLM.generate``), both as paired runs
+and as our code around the engine call within one run; the server client against the
+same engine in process; and where a server call's time goes (our client, transport,
+vLLM's OpenAI layer, its engine), from the client's timings and the server's ``/metrics``.
 
 Same conditions for every side: the server processes stay up for the whole run, but every
 server a measurement does not use is frozen (SIGSTOP on its process group, SIGCONT after),
@@ -33,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -130,6 +133,65 @@ def own_cost(
         f"{label:<40} {statistics.median(own) * 1000:5.2f} ms around "
         f"{statistics.median(inner) * 1000:6.1f} ms: {statistics.median(share):+5.1f}% "
         f"[min {share[0]:+.1f}%, max {share[-1]:+.1f}%]"
+    )
+
+
+_METRICS = {
+    "vllm:e2e_request_latency_seconds_sum": "e2e",
+    "vllm:e2e_request_latency_seconds_count": "requests",
+    "http_request_duration_seconds_sum": "handler",
+    "http_request_duration_seconds_count": "posts",
+}
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The server's cumulative engine and ``/v1/completions`` handler times (``/metrics``)."""
+    out = dict.fromkeys(_METRICS.values(), 0.0)
+    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        labelled, value = line.rsplit(" ", 1)
+        key = _METRICS.get(labelled.split("{")[0])
+        if key in ("handler", "posts") and 'handler="/v1/completions"' not in labelled:
+            continue
+        if key is not None:
+            out[key] += float(value)
+    return out
+
+
+def server_split(
+    generate: Callable[[], list[Rollout]],
+    server: LocalServer,
+    engine: Callable[[], Any],
+    rounds: int,
+    idle: Sequence[LocalServer],
+) -> None:
+    """Where a server-client call's time goes, from the client's timings and vLLM's metrics.
+
+    Per call (one chunk, one HTTP request): our code around the request; transport and
+    JSON (round trip minus the server's handler time); the OpenAI layer (handler time
+    minus the engine's mean request latency); the engine's request latency. Each round
+    also times the in-process engine (``engine``, every server frozen) for reference.
+    """
+    generate()  # warm-up
+    rows: list[tuple[float, ...]] = []
+    for _ in range(rounds):
+        before = scrape(server.url)
+        with frozen(idle):
+            start = time.perf_counter()
+            out = generate()
+            wall = time.perf_counter() - start
+        d = {k: v - before[k] for k, v in scrape(server.url).items()}
+        trip = sum({id(r.timings): r.timings.generate_s for r in out}.values())
+        handler = d["handler"] / max(d["posts"], 1)
+        e2e = d["e2e"] / max(d["requests"], 1)
+        in_process = timed(engine, [*idle, server])
+        rows.append((wall - trip, trip - handler, handler - e2e, e2e, in_process))
+    med = [statistics.median(col) * 1000 for col in zip(*rows, strict=True)]
+    print(
+        f"server client, per call: ours {med[0]:.2f} ms + transport/JSON {med[1]:.2f} ms + "
+        f"OpenAI layer {med[2]:.2f} ms + engine request latency {med[3]:.1f} ms "
+        f"(in-process LLM.generate {med[4]:.1f} ms)"
     )
 
 
@@ -291,6 +353,7 @@ def main() -> None:
         own_cost("HFBackend around model.generate", ours_hf, n, servers)
         own_cost("VLLMColocateBackend around LLM.generate", ours_colocate, n, servers)
         own_cost("server client around its HTTP request", ours_server, n, servers[1:])
+        server_split(ours_server, servers[0], raw_vllm, n, servers[1:])
         for fleet in fleets.values():
             fleet.close()
     finally:
