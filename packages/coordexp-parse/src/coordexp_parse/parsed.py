@@ -107,9 +107,14 @@ class ParsedObject(NamedTuple):
 class TokenSpans:
     """The character spans of a token sequence, computed when first read.
 
-    The leading tokens are given by their text pieces (they tile the text from 0: each
-    starts where the one before ends); the tokens after them by explicit spans. Equal
-    when the spans are equal.
+    Args:
+        pieces: the text pieces of the leading tokens; they tile the text from 0 (each
+            starts where the one before ends).
+        starts: where each token after them starts.
+        ends: where each token after them ends.
+
+    The spans are a pure function of the arguments, computed once; two instances are
+    equal when their spans are.
     """
 
     __slots__ = ("_ends", "_pieces", "_starts", "_tail_ends", "_tail_starts")
@@ -118,22 +123,17 @@ class TokenSpans:
         self, pieces: Sequence[str], starts: Sequence[int] = (), ends: Sequence[int] = ()
     ) -> None:
         self._pieces = pieces
-        self._tail_starts = list(starts)
-        self._tail_ends = list(ends)
+        self._tail_starts = tuple(starts)
+        self._tail_ends = tuple(ends)
         self._starts: tuple[int, ...] | None = None
         self._ends: tuple[int, ...] = ()
-
-    def extend(self, starts: Sequence[int], ends: Sequence[int]) -> None:
-        """Append tokens with explicit spans (only before the spans are first read)."""
-        self._tail_starts += starts
-        self._tail_ends += ends
 
     def _compute(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         if self._starts is None:
             ends = tuple(accumulate(map(len, self._pieces)))
             starts = (0, *ends[:-1]) if ends else ()
-            self._starts = starts + tuple(self._tail_starts)
-            self._ends = ends + tuple(self._tail_ends)
+            self._starts = starts + self._tail_starts
+            self._ends = ends + self._tail_ends
             self._pieces = ()
         return self._starts, self._ends
 

@@ -375,11 +375,12 @@ class RolloutParser:
             return self._with_prefix(result, *self._brace())
         cut = len(result.prefix_text)
         k, start = _token_at(pieces, len(full), cut)
-        spans = TokenSpans(pieces[:k])
         if start == cut:
-            return self._with_prefix(result, ids[:k], spans)
-        tail = self.align(self.encode(text[start:cut]))
-        spans.extend([s + start for s in tail.starts], [e + start for e in tail.ends])
+            return self._with_prefix(result, ids[:k], TokenSpans(pieces[:k]))
+        tail = self.align(self.encode(text[start:cut]))  # the kept part of token k
+        spans = TokenSpans(
+            pieces[:k], [s + start for s in tail.starts], [e + start for e in tail.ends]
+        )
         return self._with_prefix(result, ids[:k] + tail.ids, spans)
 
     def _parse_aligned(self, al: Alignment) -> RolloutParse:
