@@ -12,4 +12,5 @@ export OMP_NUM_THREADS=1
 # Fast, in-process engine start and a small KV cache on CPU (see docs/rollout-backends.md).
 export VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1
 cd "$ROOT"
-exec "$PY" -m pytest -m vllm -p no:cacheprovider "$@" packages/coordexp-backends tests/test_backends_vl.py
+exec "$PY" -m pytest -m vllm -p no:cacheprovider "$@" packages/coordexp-backends tests/test_backends_vl.py \
+    tests/test_stage2_vllm_server.py
