@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,8 +82,16 @@ def _train_logs(run: Path) -> list[dict[str, object]]:
     return [r for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
 
 
-def test_stage2_ab_alternates_channels_and_logs_the_step(workspace: Path) -> None:
+def test_stage2_ab_alternates_channels_and_logs_the_step(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--config", str(_config(workspace, "ab", "stage2_ab_training"))]) == 0
+    captured = capsys.readouterr()
+    # the bar's postfix and one line per step name the channel and the match counts
+    assert re.search(
+        r"ch=B, loss=\d+\.\d{4}, lr=[\d.e+-]+, matched=\d+, fp=\d+, fn=\d+", captured.err
+    )
+    assert re.search(r"^step 2 B loss=\S+ .*matched=\d+ fp=\d+ fn=\d+", captured.out, re.M)
     run = workspace / "ab"
     logs = _train_logs(run)
     assert [r["step"] for r in logs] == [1, 2, 3, 4]

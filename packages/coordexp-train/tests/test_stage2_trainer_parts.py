@@ -14,7 +14,7 @@ from coordexp_train.data.encode import EncodedSample
 from coordexp_train.settings import UnsupportedSetting, check_supported, stage2_settings
 from coordexp_train.stage2.channel_b_targets import ChannelBTargets
 from coordexp_train.stage2.post_pack import PostRolloutPacker
-from coordexp_train.stage2.progress import log_line
+from coordexp_train.stage2.progress import log_line, postfix
 from coordexp_train.stage2.teacher_forced import TeacherForcedSample
 from coordexp_train.stage2.timing import PhaseTimes
 
@@ -178,3 +178,9 @@ def test_the_log_line_names_the_channel_and_the_rollout_counts() -> None:
     line = log_line(7, {"channel_b": 1.0, "loss": 1.5, "matched": 3.0, "fn": 1.0, "lr": 2.0})
     assert line == "step 7 B loss=1.5 matched=3 fn=1"
     assert log_line(8, {"channel_b": 0.0, "loss": 2.0}) == "step 8 A loss=2"
+
+
+def test_the_postfix_shows_the_channel_loss_and_match_counts() -> None:
+    logs = {"channel_b": 1.0, "loss": 1.5, "learning_rate": 1e-4, "fp": 2.0, "rollouts": 4.0}
+    assert postfix(logs) == {"ch": "B", "loss": "1.5000", "lr": "1.00e-04", "fp": "2"}
+    assert postfix({"channel_b": 0.0, "loss": 2.0})["ch"] == "A"

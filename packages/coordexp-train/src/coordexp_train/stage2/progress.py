@@ -1,4 +1,4 @@
-"""The Stage-2 progress bar: Stage 1's bar plus one line per training log event."""
+"""The Stage-2 progress bar: the channel and match counts in the postfix, a line per log."""
 
 from __future__ import annotations
 
@@ -34,8 +34,23 @@ def log_line(step: int, logs: dict[str, float]) -> str:
     return f"step {step} {channel} {values}"
 
 
+#: Counts of a training log shown in the bar's postfix after the loss, when present.
+POSTFIX_KEYS = ("matched", "fp", "fn", "dropped")
+
+
+def postfix(logs: dict[str, float]) -> dict[str, str]:
+    """The bar's postfix for a training log: channel, loss, learning rate, match counts."""
+    out = {
+        "ch": "B" if logs.get("channel_b", 0.0) == 1.0 else "A",
+        "loss": f"{logs['loss']:.4f}",
+        "lr": f"{logs.get('learning_rate', 0.0):.2e}",
+    }
+    out.update({k: f"{logs[k]:.3g}" for k in POSTFIX_KEYS if k in logs})
+    return out
+
+
 class Stage2ProgressBar(ProgressBar):
-    """Writes :func:`log_line` above the bar for every training log (main process)."""
+    """Stage 1's bar with :func:`postfix`, writing :func:`log_line` for every training log."""
 
     def on_log(
         self,
@@ -45,7 +60,8 @@ class Stage2ProgressBar(ProgressBar):
         logs: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Update the postfix as Stage 1 does, then write the step's line."""
+        """Print eval logs as Stage 1 does; for a training log, the postfix and its line."""
         super().on_log(args, state, control, logs=logs, **kwargs)
         if self._bar is not None and logs and "loss" in logs:
+            self._bar.set_postfix(postfix(logs))
             self._bar.write(log_line(state.global_step, logs))
