@@ -1,9 +1,10 @@
 """Building the Stage-2 trainer's data, rollout backend and runtime from a loaded config.
 
-Runtime checks only (the config was validated by coordexp-schema): the rollout backend
-is constructed here (a vLLM server fleet must be reachable within
-``rollout_matching.vllm.server.timeout_s``), and the processor's image size is set from
-the template so rollout prompts equal training prompts.
+Runtime checks only (the config was validated by coordexp-schema): the starting
+checkpoint must exist, and the rollout backend is constructed here (a vLLM server fleet
+must be reachable within ``rollout_matching.vllm.server.timeout_s``). The backend uses
+the run's processor, whose image size :mod:`coordexp_train.run` has set from the template
+at load, so rollout prompts equal training prompts.
 """
 
 from __future__ import annotations
