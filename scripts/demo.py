@@ -31,14 +31,16 @@ import torch
 import transformers
 
 from coordexp_schema import TrainingConfig, load_config
-from coordexp_train.data import resolve_records_path
+from coordexp_train.data import DetectionDataset, encoder_from_config, resolve_records_path
 from coordexp_train.evaluation.curves import plot_curves, read_metrics_file
 from coordexp_train.evaluation.demo_report import (
     Evaluation,
     StageTiming,
+    reliance_table,
     render_demo_report,
 )
 from coordexp_train.evaluation.ground_truth import GroundTruthImage, load_ground_truth
+from coordexp_train.evaluation.image_reliance import ImageReliance, image_reliance
 from coordexp_train.evaluation.model_answers import (
     inference_settings,
     model_predictions,
@@ -47,13 +49,45 @@ from coordexp_train.evaluation.model_answers import (
 from coordexp_train.evaluation.overlays import write_overlays
 from coordexp_train.evaluation.predictions import ImagePrediction
 from coordexp_train.evaluation.report import evaluation_report
+from coordexp_train.model import load_model_and_processor
 from coordexp_train.run import train
+from coordexp_train.settings import stage1_loss_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE1_CONFIG = ROOT / "configs/demo/stage1_tiny.yaml"
 STAGE2_CONFIG = ROOT / "configs/demo/stage2_ab_tiny.yaml"
 CURVE_KEYS = ("loss", "eval_mAP50", "eval_recall")
+RELIANCE_SAMPLES = 32
 T = TypeVar("T")
+
+#: Why the demo is set up as it is (prose; the figures above it are measured by the run).
+CHOICES = [
+    "- **Diagnosis.** The first demo (1–3 shapes, 4 kinds × 4 colours, textured "
+    "backgrounds, 2 epochs) reached mAP@50 0.0: answers sat at near-fixed positions. Its "
+    "held-out loss with real images equalled the loss with images shuffled across samples "
+    "(the table above shows the same measurement for this run), the vision tower's gradient "
+    "norm fell from 1.1 to 0.02 within 100 steps, and attention from answer tokens to image "
+    "tokens fell from about 20% to 6–9%: the model learned the format and the average box "
+    "and stopped looking. Larger objects made it learn colours (description loss gap after "
+    "about 300–600 steps) but never positions; learning rates (vision 1e-2, all 3e-3), hard "
+    "coord CE and the 4× larger `small` model did not change that within the tuning runs.",
+    "- **The fix: the model's position signal.** In the random vision tower the learned "
+    "position table starts at transformers' std 0.02 while patch features are near 0.3, so "
+    "a visual token barely says where it is. The built-in models now start that table at "
+    "std 0.5 (`TinyModelSpec.vision_position_std`, part of the build recipe). On one-shape "
+    "tuning data the coordinate loss gap (real vs shuffled images) then opened by step 150 "
+    "(soft-CE 6.10 vs 6.24) and reached 5.43 vs 7.21 at step 600, where the old init still "
+    "showed none (5.94 vs 5.94).",
+    "- **Data.** `shapes-demo`: 128×128 images (16 visual tokens of 32×32 pixels), one or "
+    "two shapes of 38–64 pixels, 3 kinds × 4 colours (12 categories, exact-match `desc`), "
+    "plain or noisy backgrounds, boxes only; 2048 training and 64 held-out images. "
+    "Rectangles (confusable with squares at 16 tokens), striped/checked backgrounds and "
+    "a third object were dropped to fit the 10-minute CPU budget.",
+    "- **Model and schedule.** `builtin:tiny-qwen3-vl` (0.9 M parameters; `small` costs "
+    "several times more per step), lr 1e-3 cosine with 5% warm-up, packs of 1024 tokens "
+    "(≈9 samples) per step, soft-CE + W1 + gate on coordinates (the default Stage-1 "
+    "objective), mAP@50 on 32 held-out images every 300 steps.",
+]
 
 
 def _timed(fn: Callable[[], T]) -> tuple[T, float, float]:
@@ -106,6 +140,24 @@ def _evaluate(
     return Evaluation(label, model, report), predictions
 
 
+def _reliance(cfg: TrainingConfig, model: str) -> ImageReliance:
+    """Held-out loss with real vs shuffled images for ``model`` (first val samples)."""
+    assert cfg.data.val_jsonl is not None
+    loaded = load_model_and_processor(inference_settings(cfg, model=model))
+    val = DetectionDataset(
+        resolve_records_path(cfg.data.val_jsonl),
+        encoder_from_config(cfg, loaded.processor),
+        limit=RELIANCE_SAMPLES,
+    )
+    return image_reliance(
+        loaded.model,
+        [val[i] for i in range(len(val))],
+        coord_token_ids=torch.tensor(loaded.coord_vocab.ids),
+        weights=stage1_loss_weights(cfg.custom),
+        pad_token_id=int(loaded.processor.tokenizer.pad_token_id),
+    )
+
+
 def _machine() -> dict[str, str]:
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return {
@@ -153,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     timings = [StageTiming("Stage 1", summary1.global_step, wall1, cpu1)]
     after1, predictions1 = _evaluate(cfg1, str(summary1.final_model), gt, "Stage 1, after")
     evaluations.append(after1)
+    reliance = [
+        ("untrained", _reliance(cfg1, cfg1.model.model)),
+        ("after Stage 1", _reliance(cfg1, str(summary1.final_model))),
+    ]
 
     notes: list[str] = []
     if STAGE2_CONFIG.is_file():
@@ -207,6 +263,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
         },
         notes=notes,
+        sections=[
+            (
+                "Does the model look at the image?",
+                [
+                    "Stage-1 loss parts on held-out images, with each sample's own image / "
+                    "with images rotated by one sample (text and targets unchanged):",
+                    "",
+                    *reliance_table(reliance),
+                ],
+            ),
+            ("Choices and why", CHOICES),
+        ],
     )
     args.report.write_text(page, encoding="utf-8")
     print(f"[demo] wrote {args.report}, {curve}, {grid_png}", flush=True)

@@ -18,7 +18,9 @@ from PIL import Image
 from coordexp_parse import read_records
 from coordexp_train.data.synthetic import (
     BUILTIN_DATASETS,
+    DEMO_SCENES,
     MANIFEST_FILE,
+    ensure_builtin_dataset,
     resolve_records_path,
     write_synthetic_dataset,
 )
@@ -195,3 +197,34 @@ def test_dataset_and_pack_plans_are_identical_across_processes(tmp_path: Path) -
         runs.append(json.loads(out))
     assert runs[0] == runs[1]
     assert len(runs[0]["files"]) == 5 + 2 + 3  # images, two JSONL files, manifest
+
+
+@pytest.mark.parametrize("module", ["synthetic", "synthetic_scene"])
+def test_a_changed_generator_gets_a_new_cache_folder(
+    module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import coordexp_train.data.synthetic as synthetic_module
+    import coordexp_train.data.synthetic_scene as scene_module
+
+    target = {"synthetic": synthetic_module, "synthetic_scene": scene_module}[module]
+    before = ensure_builtin_dataset("shapes-tiny", cache_dir=tmp_path)
+    edited = tmp_path / f"{module}.py"
+    edited.write_text(Path(target.__file__ or "").read_text() + "\n# a changed generator\n")
+    monkeypatch.setattr(target, "__file__", str(edited))
+    after = ensure_builtin_dataset("shapes-tiny", cache_dir=tmp_path)
+    assert after.root != before.root
+    assert after.root.parent == before.root.parent
+    assert (
+        json.loads((after.root / "synthetic.json").read_text())["recipe_sha256"]
+        != json.loads((before.root / "synthetic.json").read_text())["recipe_sha256"]
+    )
+
+
+def test_demo_dataset_is_the_documented_one() -> None:
+    preset = BUILTIN_DATASETS["shapes-demo"]
+    assert (preset.num_train, preset.num_val) == (2048, 64)
+    assert preset.spec == DEMO_SCENES
+    assert len(descriptions(DEMO_SCENES)) == 12
+    scenes = [draw_scene(DEMO_SCENES, 0, i) for i in range(64)]
+    assert {len(s.objects) for s in scenes} == {1, 2}
+    assert all(o.kind == "bbox_2d" for s in scenes for o in s.objects)

@@ -84,3 +84,6 @@ def test_quick_demo_writes_the_page_and_every_picture(tmp_path: Path) -> None:
     with Image.open(out / "stage1_overlays.png") as grid:
         assert grid.width > 0
     assert "uv run python scripts/demo.py --quick" in page
+    for row in ("untrained", "after Stage 1"):  # real vs shuffled images, both measured
+        assert re.search(rf"^\| {row} \| [0-9.]+ / [0-9.]+ \|", page, re.M), row
+    assert "## Choices and why" in page

@@ -11,7 +11,9 @@ column), so the norm1000 conversion maps a shape touching the right edge to bin 
 Every record is validated with :func:`coordexp_parse.validate_record` before it is
 written. Train image i and val image i come from different random streams (see
 :mod:`coordexp_train.data.synthetic_scene`), and the output is byte-identical for the same
-spec, seed and counts.
+spec, seed and counts. The manifest's recipe digest covers the spec, seed, counts and the
+source of this module and of the scene drawer, so a changed generator never reuses a
+dataset written by an older one (the cache folder is named by the digest).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from coordexp_parse import validate_record
+from coordexp_train.data import synthetic_scene
 from coordexp_train.data.cache import cached_build, default_cache_dir
 from coordexp_train.data.synthetic_scene import SceneSpec, draw_scene
 
@@ -52,7 +56,9 @@ def _manifest(spec: SceneSpec, seed: int, num_train: int, num_val: int) -> dict[
         "spec": dataclasses.asdict(spec),
         "seed": seed,
         "counts": {"train": num_train, "val": num_val},
-        "generator": Path(__file__).with_name("synthetic_scene.py").read_text(),
+        "generator": [
+            Path(m.__file__ or "").read_text() for m in (synthetic_scene, sys.modules[__name__])
+        ],
     }
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     return {
@@ -140,10 +146,24 @@ class SyntheticPreset:
     seed: int = 0
 
 
-#: Named datasets: ``shapes-demo`` is the CPU demo's (128×128 images, 1–3 shapes of 4
-#: colours, boxes and triangle polygons); ``shapes-tiny`` is a 16-image smoke set.
+#: The CPU demo's scenes: 128×128 images (16 visual tokens of 32×32 pixels), one or two
+#: shapes of 38–64 pixels (three kinds in four colours: 12 categories, boxes only) on plain
+#: or noisy backgrounds. Sized so that the tiny model learns to find them within minutes
+#: of CPU training; docs/demo.md says what was measured with harder settings.
+DEMO_SCENES = SceneSpec(
+    min_shapes=1,
+    max_shapes=2,
+    shapes=("square", "circle", "triangle"),
+    textures=("plain", "noise"),
+    min_size=0.3,
+    max_size=0.5,
+    polygons=False,
+)
+
+#: Named datasets: ``shapes-demo`` is the CPU demo's (:data:`DEMO_SCENES`, 2048 + 64
+#: images); ``shapes-tiny`` is a 16-image smoke set.
 BUILTIN_DATASETS: dict[str, SyntheticPreset] = {
-    "shapes-demo": SyntheticPreset(SceneSpec(), num_train=1024, num_val=64),
+    "shapes-demo": SyntheticPreset(DEMO_SCENES, num_train=2048, num_val=64),
     "shapes-tiny": SyntheticPreset(SceneSpec(width=64, height=64), num_train=16, num_val=4),
 }
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from coordexp_train.evaluation.image_reliance import RELIANCE_PARTS, ImageReliance
+
 #: Columns of the figures table: header → (report section, key).
 FIGURE_COLUMNS: dict[str, tuple[str, str]] = {
     "mAP": ("coco", "mAP"),
@@ -73,6 +75,18 @@ def figures_table(evaluations: Sequence[Evaluation]) -> list[str]:
     return lines
 
 
+def reliance_table(rows: Sequence[tuple[str, ImageReliance]]) -> list[str]:
+    """Markdown table: per model, each loss part with real and with shuffled images."""
+    header = ["model", *(f"{p} real / shuffled" for p in RELIANCE_PARTS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, r in rows:
+        cells = [
+            f"{r.real[p]:.3f} / {r.shuffled[p]:.3f}" if p in r.real else "–" for p in RELIANCE_PARTS
+        ]
+        lines.append("| " + " | ".join([label, *cells]) + " |")
+    return lines
+
+
 def render_demo_report(
     *,
     title: str,
@@ -83,6 +97,7 @@ def render_demo_report(
     commands: Sequence[str],
     images: Mapping[str, str],
     notes: Sequence[str] = (),
+    sections: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> str:
     """The report page (Markdown, ends with a newline).
 
@@ -95,6 +110,7 @@ def render_demo_report(
         commands: the commands that reproduce the page, one per line.
         images: caption → image path relative to the page.
         notes: extra paragraphs (e.g. a skipped stage), after the figures.
+        sections: (heading, Markdown lines) pairs placed after the figures and notes.
 
     Deterministic: the same inputs give the same text.
     """
@@ -109,6 +125,8 @@ def render_demo_report(
     ]
     for note in notes:
         out += [note, ""]
+    for heading, lines in sections:
+        out += [f"## {heading}", "", *lines, ""]
     out += ["## Time", "", "| stage | steps | wall s | CPU s |", "|---|---|---|---|"]
     out += [f"| {t.stage} | {t.steps} | {t.wall_s:.1f} | {t.cpu_s:.1f} |" for t in timings]
     out += ["", "## Machine", ""]
