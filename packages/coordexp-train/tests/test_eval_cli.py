@@ -143,3 +143,76 @@ def test_plot_curves_command_writes_a_png_or_names_the_missing_key(
         assert (im.format, im.size) == ("PNG", (PANEL_SIZE[0], PANEL_SIZE[1]))
     assert curves_main(["--metrics", str(metrics), "--out", str(out), "--keys", "mAP"]) == 2
     assert "no finite values of 'mAP' to plot; plottable keys: ['loss']" in capsys.readouterr().err
+
+
+def test_config_run_answers_as_the_options_that_spell_out_its_template(
+    dataset: SyntheticDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COORDEXP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        f"""\
+model: {{model: builtin:tiny-qwen3-vl, dtype: float32}}
+template: {{max_pixels: 4096, prompt_variant: short}}
+data: {{train_jsonl: {dataset.train_jsonl}}}
+training: {{output_dir: {tmp_path / "unused"}}}
+custom: {{trainer_variant: stage1_sft}}
+"""
+    )
+    common = ["--gt", str(dataset.val_jsonl), "--max-new-tokens", "12", "--overlays", "0"]
+    assert main([*common, "--config", str(config), "--out", str(tmp_path / "a")]) == 0
+    options = ["--model", "builtin:tiny-qwen3-vl", "--max-pixels", "4096"]
+    assert main([*common, *options, "--prompt-variant", "short", "--out", str(tmp_path / "b")]) == 0
+    assert main([*common, *options, "--out", str(tmp_path / "c")]) == 0
+    a, b, c = (read_predictions(tmp_path / d / "predictions.jsonl") for d in "abc")
+    assert [p.raw_text for p in a] == [p.raw_text for p in b]
+    assert [p.raw_text for p in a] != [p.raw_text for p in c]  # another prompt, other answers
+
+
+def test_bad_config_and_misplaced_override_exit_two(
+    dataset: SyntheticDataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        """\
+model: {model: builtin:tiny-qwen3-vl}
+template: {max_pixels: -4}
+data: {train_jsonl: x.jsonl}
+training: {output_dir: out}
+custom: {trainer_variant: stage1_sft}
+"""
+    )
+    base = ["--gt", str(dataset.val_jsonl), "--out", str(tmp_path / "o")]
+    assert main([*base, "--config", str(config)]) == 2
+    assert "template.max_pixels" in capsys.readouterr().err
+    assert main([*base, "--model", "builtin:tiny-qwen3-vl", "--model-override", "x"]) == 2
+    assert "--model-override needs --config" in capsys.readouterr().err
+    assert main([*base, "--model", "builtin:tiny-qwen3-vl", "--max-new-tokens", "0"]) == 2
+    assert "--max-new-tokens must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_image_root_and_builtin_ground_truth(
+    dataset: SyntheticDataset,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    moved = tmp_path / "elsewhere.jsonl"
+    moved.write_text(dataset.val_jsonl.read_text())
+    pred_path = _predictions(dataset, tmp_path / "pred.jsonl")
+    base = ["--predictions", str(pred_path), "--overlays", "0"]
+    assert main(["--gt", str(moved), *base, "--out", str(tmp_path / "a")]) == 2
+    assert "elsewhere.jsonl:1: image" in capsys.readouterr().err
+    argv = ["--gt", str(moved), "--image-root", str(dataset.root), *base]
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    same = ["--gt", str(dataset.val_jsonl), *base, "--out", str(tmp_path / "c")]
+    assert main(same) == 0
+    b, c = ((tmp_path / d / "metrics.json").read_text() for d in "bc")
+    assert b == c
+    monkeypatch.setenv("COORDEXP_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "none.jsonl").write_text("")
+    builtin = ["--gt", "builtin:shapes-tiny/val", "--predictions", str(tmp_path / "none.jsonl")]
+    assert main([*builtin, "--overlays", "0", "--out", str(tmp_path / "tiny")]) == 0
+    health = json.loads((tmp_path / "tiny" / "metrics.json").read_text())["parse_health"]
+    assert (health["images"], health["missing"]) == (4, 4)  # shapes-tiny has 4 val images
