@@ -110,5 +110,11 @@ class Stage2ABConfig:
         0.0, ge=0, doc="Entropy of the coord-bin distribution (sharpening)."
     )
     weight_sync_every_steps: int = knob(
-        1, ge=1, doc="Push trained weights to the rollout engine every N optimizer steps."
+        1,
+        ge=1,
+        doc=(
+            "A Channel-B step first pushes the trained weights to the rollout engine when "
+            "the engine's are N or more optimizer steps old (1: before every B step that "
+            "follows an update); A steps never sync."
+        ),
     )
