@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-from coordexp_parse.objects import DetObject
+from coordexp_parse.objects import DetObject, arity_problem
 from coordexp_parse.render import ObjectLike
 
 N = TypeVar("N", int, float)
@@ -41,8 +41,9 @@ def canonical_polygon(coords: Sequence[N]) -> tuple[N, ...]:
     Raises:
         ValueError: ``coords`` has an odd length or fewer than 3 points.
     """
-    if len(coords) % 2 or len(coords) < 6:
-        raise ValueError(f"a polygon needs an even number (>= 6) of values, got {len(coords)}")
+    problem = arity_problem("poly", len(coords))
+    if problem is not None:
+        raise ValueError(problem)
     points = [(coords[i], coords[i + 1]) for i in range(0, len(coords), 2)]
     distinct = [p for i, p in enumerate(points) if p != points[i - 1]]
     if len(distinct) >= 3:
