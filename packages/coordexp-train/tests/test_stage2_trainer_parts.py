@@ -97,6 +97,19 @@ def test_offloading_during_rollouts_is_refused_until_implemented() -> None:
         check_supported(cfg)
 
 
+def test_deepspeed_is_refused_for_the_stage2_trainer() -> None:
+    cfg = _config(
+        "stage2_ab_training",
+        stage2_ab={"schedule": {"b_ratio": 0.5}},
+        deepspeed={"enabled": True, "config": {"zero_optimization": {"stage": 2}}},
+    )
+    with pytest.raises(
+        UnsupportedSetting,
+        match=r"deepspeed\.enabled with custom\.trainer_variant: 'stage2_ab_training'",
+    ):
+        check_supported(cfg)
+
+
 def _forced(length: int, index: int) -> TeacherForcedSample:
     ids = torch.zeros(length, dtype=torch.long)
     empty = torch.zeros(0, dtype=torch.long)

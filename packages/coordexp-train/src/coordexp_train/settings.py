@@ -33,9 +33,18 @@ def check_supported(cfg: TrainingConfig) -> None:
     Raises:
         UnsupportedSetting: LoRA, quantized weights, ``rollout_matching.decode_mode:
             beam`` (no rollout backend implements beam search) or
-            ``rollout_matching.offload.enabled`` (not implemented).
+            ``rollout_matching.offload.enabled`` (not implemented), or DeepSpeed with a
+            Stage-2 variant (its engine counts every backward as a micro-step, and a
+            Stage-2 micro-batch runs one backward per pack).
     """
     rollout = cfg.rollout_matching
+    if rollout is not None and cfg.deepspeed.enabled:
+        raise UnsupportedSetting(
+            f"deepspeed.enabled with custom.trainer_variant: {cfg.custom.trainer_variant!r} "
+            "is not supported yet (a Stage-2 micro-batch runs one backward per pack, which "
+            "DeepSpeed would count as accumulation steps); use torchrun DDP "
+            "(deepspeed.enabled: false)"
+        )
     if rollout is not None and rollout.offload.enabled:
         raise UnsupportedSetting(
             "rollout_matching.offload.enabled: offloading the training model or optimizer "
