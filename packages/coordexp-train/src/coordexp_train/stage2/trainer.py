@@ -339,7 +339,10 @@ class Stage2Trainer(Stage1Trainer):
         values = [self._counts[n] for n in _COUNTS]
         values += [self._times.seconds.get(p, 0.0) for p in PHASES]
         summed = self._sum_across_processes(torch.tensor(values, dtype=torch.float64)).tolist()
-        length_max = torch.tensor([self._rollout_len_max], dtype=torch.float64)
+        # on the accelerator's device: NCCL reduces device tensors only
+        length_max = torch.tensor(
+            [self._rollout_len_max], dtype=torch.float64, device=self.accelerator.device
+        )
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(length_max, op=dist.ReduceOp.MAX)
         out: dict[str, float] = {}
