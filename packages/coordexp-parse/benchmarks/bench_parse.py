@@ -30,6 +30,7 @@ from coordexp_parse import (
     render_objects,
 )
 from coordexp_parse.scanner import scan_text, stop_index
+from coordexp_parse.tokens import _id_text
 
 DESCS = ["black cat", "red square", "person", "traffic light", "dog", "blue circle"]
 
@@ -134,24 +135,23 @@ def breakdown(tok: Any, rng: random.Random) -> None:
     parser = parser_for(tok)
     text = answer(60, "bbox", rng)
     ids = tok.encode(text + "<|im_end|>", add_special_tokens=False)
-    pieces = list(map(parser._pieces.__getitem__, ids))
-    full = "".join(pieces)
+    id_text = _id_text(ids)
     t_json = best3(lambda: json.loads(text))
-    t_pieces = best3(lambda: list(map(parser._pieces.__getitem__, ids)))
-    t_text = best3(lambda: "".join(pieces)[: stop_index(full)])
-    t_ids = best3(lambda: parser._occurrence_locator(ids, text))
+    t_ids = best3(lambda: _id_text(ids))
+    t_text = best3(lambda: stop_index(parser._tile(ids, True)[1]))  # type: ignore[index]
+    t_spelling = best3(lambda: parser._occurrence_locator(id_text, text))
     t_scan = best3(lambda: scan_text(text))
-    t_located = best3(lambda: scan_text(text, parser._occurrence_locator(ids, text)))
+    t_located = best3(lambda: scan_text(text, parser._occurrence_locator(id_text, text)))
     t_parse = best3(lambda: parse_rollout(ids, tok))
     t_spans = best3(lambda: parse_rollout(ids, tok).prefix_token_ends)
     rows = [
         ("json.loads of the answer", t_json),
-        ("token pieces (table lookup)", t_pieces),
-        ("text (join, stop string)", t_text),
-        ("ids as a string, spelling check", t_ids),
+        ("ids as a string (array, UTF-32)", t_ids),
+        ("text (piece table, join, stop)", t_text),
+        ("spelling check", t_spelling),
         ("scan of the text (entries, objects)", t_scan),
-        ("locating the coord tokens", t_located - t_scan - t_ids),
-        ("prefix ids and result", t_parse - t_located - t_pieces - t_text),
+        ("locating the coord tokens", t_located - t_scan - t_spelling),
+        ("prefix ids and result", t_parse - t_located - t_ids - t_text),
         ("parse_rollout", t_parse),
         ("prefix token spans when read", t_spans - t_parse),
     ]

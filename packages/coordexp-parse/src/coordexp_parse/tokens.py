@@ -38,6 +38,7 @@ _CACHED_TEXT_LEN = 16  # re-encoded prefix tails and "}" are short: cache their 
 _CACHED_TEXTS = 4096
 _DECODE_ERRORS = (ValueError, OverflowError, IndexError, KeyError, TypeError)
 _WALK_BACK = 64  # tokens walked back from the end to find the prefix cut
+_TABLE_LIMIT = 1 << 20  # ids below this also have their whole piece in a list, by id
 # Token ids as the characters of a str: 4-byte unsigned ints read as UTF-32.
 _ID_TYPECODE = "I" if array("I").itemsize == 4 else "L"
 _UTF32 = "utf-32-le" if sys.byteorder == "little" else "utf-32-be"
@@ -120,7 +121,8 @@ class RolloutParser:
 
     def __init__(self, tokenizer: TokenizerLike) -> None:
         self.tokenizer = tokenizer
-        self._pieces: dict[int, str] = {}
+        self._pieces: dict[int, str] = {}  # whole pieces (complete characters), by id
+        self._table: list[str | None] = []  # the same, as a list indexed by id (or None)
         self._partial: dict[int, str] = {}  # pieces that are only part of a character
         self._undecodable: set[int] = set()
         self._encoded: dict[str, tuple[int, ...]] = {}  # short texts (prefix cuts, "}")
@@ -137,7 +139,8 @@ class RolloutParser:
                 "token id that decodes back to it. Add <|coord_0|>..<|coord_999|> to the "
                 "tokenizer (e.g. `coordexp-train expand-vocab`) before parsing rollouts."
             )
-        self._pieces.update(zip(ids, tokens, strict=True))
+        for i, token in zip(ids, tokens, strict=True):
+            self._keep_whole(i, token)
         self.coord_ids: tuple[int, ...] = tuple(ids)
         self.coord_id_set = frozenset(ids)
         self._coord_id_class = _id_class(ids) if max(ids) < 0x110000 else None
@@ -182,16 +185,23 @@ class RolloutParser:
         try:
             piece = self.tokenizer.decode([token_id])
         except _DECODE_ERRORS:  # an id the tokenizer cannot decode is an empty piece
-            self._pieces[token_id] = ""
+            self._keep_whole(token_id, "")
             self._undecodable.add(token_id)
             return
         if _REPLACEMENT in piece:
             self._partial[token_id] = piece
         else:
-            self._pieces[token_id] = piece
+            self._keep_whole(token_id, piece)
         if token_id not in self.coord_id_set and _may_spell_coord(piece):
             self._spelling.add(token_id)
             self._spelling_class = None
+
+    def _keep_whole(self, token_id: int, piece: str) -> None:
+        self._pieces[token_id] = piece
+        if 0 <= token_id < _TABLE_LIMIT:
+            if token_id >= len(self._table):
+                self._table.extend([None] * (token_id + 1 - len(self._table)))
+            self._table[token_id] = piece
 
     def _spelling_ids(self) -> re.Pattern[str] | None:
         """The learned ids other than coord tokens whose piece may spell part of one."""
@@ -284,7 +294,7 @@ class RolloutParser:
 
         return locate
 
-    def _occurrence_locator(self, ids: list[int], text: str) -> Locate | None:
+    def _occurrence_locator(self, id_text: str | None, text: str) -> Locate | None:
         """Locate coord tokens in the ids directly, when every coord text is a coord token.
 
         When no id other than a coord token's can spell part of ``<|coord_`` (see
@@ -292,15 +302,11 @@ class RolloutParser:
         i-th coord token id. Objects are located in text order: when no coord text lies
         between the last located coord and an object's first, its coords are the next
         coord ids, found by value in the ids read as a string (one character per id);
-        otherwise by counting occurrences. None when some id could spell a coord, or an
-        id has no character (negative, above U+10FFFF).
+        otherwise by counting occurrences. None when some id could spell a coord, or the
+        ids have no ``id_text`` (see :func:`_id_text`).
         """
         coord_class = self._coord_id_class
-        if coord_class is None:
-            return None
-        try:
-            id_text = array(_ID_TYPECODE, ids).tobytes().decode(_UTF32, "surrogatepass")
-        except (OverflowError, UnicodeDecodeError):
+        if coord_class is None or id_text is None:
             return None
         spelling = self._spelling_ids()
         if spelling is not None and spelling.search(id_text) is not None:
@@ -356,17 +362,13 @@ class RolloutParser:
         None when some id is only part of a character (then the ids need
         :meth:`_align_slow`). Spans of the prefix tokens are summed when first read.
         """
-        try:  # one C-level pass over the ids
-            pieces = list(map(self._pieces.__getitem__, ids))
-        except KeyError:
-            self._learn_all(ids)
-            try:
-                pieces = list(map(self._pieces.__getitem__, ids))
-            except KeyError:
-                return None
-        full = "".join(pieces)
+        id_text = _id_text(ids)
+        tiled = self._tile(ids, id_text is not None)
+        if tiled is None:
+            return None
+        pieces, full = tiled
         text = full[: stop_index(full)]
-        locate = self._occurrence_locator(ids, text)
+        locate = self._occurrence_locator(id_text, text)
         if locate is None:
             ends = list(accumulate(map(len, pieces)))
             locate = self._exact_locator(ids, [0, *ends[:-1]], ends)
@@ -382,6 +384,29 @@ class RolloutParser:
             pieces[:k], [s + start for s in tail.starts], [e + start for e in tail.ends]
         )
         return self._with_prefix(result, ids[:k] + tail.ids, spans)
+
+    def _tile(self, ids: list[int], indexable: bool) -> tuple[Sequence[str], str] | None:
+        """Each id's whole piece and their text; None when some id is part of a character.
+
+        ``indexable``: every id is a non-negative int, so the table of pieces can be
+        indexed by all of them in one C-level pass (an id without a whole piece there,
+        new or partial, makes the join fail and the ids are looked up again).
+        """
+        if indexable and len(ids) > 1:
+            try:
+                pieces: Sequence[str] = itemgetter(*ids)(self._table)
+                return pieces, "".join(pieces)
+            except (IndexError, TypeError):  # past the table, or None: not known whole
+                pass
+        try:
+            pieces = list(map(self._pieces.__getitem__, ids))
+        except KeyError:
+            self._learn_all(ids)
+            try:
+                pieces = list(map(self._pieces.__getitem__, ids))
+            except KeyError:
+                return None
+        return pieces, "".join(pieces)
 
     def _parse_aligned(self, al: Alignment) -> RolloutParse:
         """Parse with an exact alignment (byte groups, ids learned on the way)."""
@@ -419,7 +444,18 @@ class RolloutParser:
         )
 
 
-def _token_at(pieces: list[str], length: int, cut: int) -> tuple[int, int]:
+def _id_text(ids: list[int]) -> str | None:
+    """The ids as the characters of a string (to search them with regular expressions).
+
+    None when an id is negative or above U+10FFFF.
+    """
+    try:
+        return array(_ID_TYPECODE, ids).tobytes().decode(_UTF32, "surrogatepass")
+    except (OverflowError, UnicodeDecodeError):
+        return None
+
+
+def _token_at(pieces: Sequence[str], length: int, cut: int) -> tuple[int, int]:
     """``(k, start)``: tokens ``[0, k)`` end at or before ``cut``; token k starts at ``start``.
 
     ``pieces`` tile a text of ``length`` characters and the prefix cut is usually near its
