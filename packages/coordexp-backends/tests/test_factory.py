@@ -100,6 +100,7 @@ def test_server_section_builds_the_fleet_client_without_touching_the_network(
                 "server": {
                     "timeout_s": 5,
                     "infer_timeout_s": 9,
+                    "max_in_flight": 3,
                     "servers": [
                         {"base_url": "http://127.0.0.1:9001", "group_port": 51216},
                         {"base_url": "http://127.0.0.1:9002", "group_port": 51217},
@@ -112,7 +113,7 @@ def test_server_section_builds_the_fleet_client_without_touching_the_network(
     backend = create_backend(cfg, processor=tokenizer, model=model, weights_dir="/tmp/w")
     assert isinstance(backend, VLLMServerBackend)
     assert backend.fleet.servers == ["http://127.0.0.1:9001", "http://127.0.0.1:9002"]
-    assert (backend.timeout_s, backend.infer_timeout_s) == (5, 9)
+    assert (backend.timeout_s, backend.infer_timeout_s, backend.max_in_flight) == (5, 9, 3)
     assert backend.stop_ids == (tokenizer.convert_tokens_to_ids("<|im_end|>"),)
     assert backend.sync.mode == "auto"
     backend.close()

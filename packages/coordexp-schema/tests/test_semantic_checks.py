@@ -73,6 +73,12 @@ def test_server_mode_needs_at_least_one_server(payload: Payload) -> None:
     }
 
 
+def test_server_in_flight_limit_is_at_least_one(payload: Payload) -> None:
+    p = with_rollout(payload, **servers(("http://10.0.0.1:8000", 51216)))
+    p["rollout_matching"]["vllm"]["server"]["max_in_flight"] = 0
+    assert issues_of(p) == {"rollout_matching.vllm.server.max_in_flight": "must be >= 1, got 0"}
+
+
 def test_colocate_mode_with_servers_fails(payload: Payload) -> None:
     p = with_rollout(payload, **servers(("http://10.0.0.1:8000", 51216)))
     p["rollout_matching"]["vllm"]["mode"] = "colocate"

@@ -131,6 +131,7 @@ def create_backend(
         stops,
         timeout_s=v.server.timeout_s,
         infer_timeout_s=v.server.infer_timeout_s,
+        max_in_flight=v.server.max_in_flight,
         max_retries=max_retries,
         weights_dir=weights_dir,
         sync=sync,

@@ -111,9 +111,16 @@ class VllmServerConfig:
         "group_port": LEGACY_SERVER_GUIDANCE,
     }
 
-    timeout_s: float = knob(240.0, gt=0, doc="Seconds to wait for servers to become ready.")
+    timeout_s: float = knob(
+        240.0,
+        gt=0,
+        doc="Seconds for health checks, weight-sync calls, connecting and sending a request.",
+    )
     infer_timeout_s: float | None = knob(
-        None, gt=0, doc="Seconds one generate request may take; null: no limit."
+        None, gt=0, doc="Seconds to wait for one generate answer; null: as long as it takes."
+    )
+    max_in_flight: int = knob(
+        16, ge=1, doc="Generate requests in flight per server; more wait in the client."
     )
     servers: tuple[ServerEndpoint, ...] = knob((), doc="The servers, one entry each.")
 
