@@ -181,3 +181,76 @@ def test_vllm_server_sync_of_the_vl_model(
     out = backend.generate(requests(), PARAMS)
     assert payloads(out) == payloads(HFBackend(new, vl.processor, 3).generate(requests(), PARAMS))
     backend.close()
+
+
+def taught_model(vl: Any, sample: Any, pad_id: int) -> Any:
+    """A copy of the VL model trained on one sample until greedy decoding answers it."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from coordexp_train.data.batch import collate_rows
+
+    model = copy.deepcopy(vl.model)
+    model.train()
+    batch = collate_rows([[sample]], pad_token_id=pad_id)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    for _ in range(300):
+        logits = model(**batch.model_inputs()).logits[:, :-1]
+        loss = F.cross_entropy(
+            logits.flatten(0, 1), batch.labels[:, 1:].flatten(), ignore_index=-100
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if loss.item() < 1e-3:
+            break
+    model.eval()
+    return model
+
+
+@pytest.mark.vllm
+def test_backend_swap_leaves_parse_match_and_targets_identical(vl: Any, vl_colocate: Any) -> None:
+    """Greedy rollouts of a model that answers with one true and one false object, through
+    HF and vLLM colocate: the Channel-B samples built from them (parse, match, injected
+    answer, per-token targets) are equal."""
+    from coordexp_parse import parse_text, validate_record
+    from coordexp_schema.sections.rollout import RolloutMatchingConfig
+    from coordexp_schema.sections.stage2_ab import ChannelBConfig
+    from coordexp_train.data.chat import prompt_messages
+    from coordexp_train.data.encode import SampleEncoder
+    from coordexp_train.data.prompts import PromptSpec
+    from coordexp_train.stage2 import build_channel_b_sample
+
+    circle = {"desc": "blue circle", "bbox_2d": [8, 6, 30, 28]}
+    square = {"desc": "red square", "bbox_2d": [40, 40, 60, 62]}
+    answered = {"images": ["a.png"], "width": 64, "height": 64, "objects": [circle, square]}
+    truth = {**answered, "objects": [circle, {"desc": "green star", "bbox_2d": [2, 40, 20, 60]}]}
+    prompt = PromptSpec()
+    encoder = SampleEncoder(vl.processor, prompt=prompt, max_pixels=128 * 128, max_length=4096)
+    picture = image(5, 64, 64)
+    tokenizer = vl.processor.tokenizer
+    record = validate_record(answered, source="mem.jsonl", line=1)
+    taught = taught_model(vl, encoder.encode(record, picture, index=0), tokenizer.pad_token_id)
+    gts = parse_text(encoder.answer(validate_record(truth, source="t", line=1), 0)[0]).objects
+
+    cfg = RolloutMatchingConfig(max_new_tokens=96, decode_batch_size=1)
+    request = [RolloutRequest("a", prompt_messages(prompt), (picture,))]
+    params = DecodeParams(max_new_tokens=96)
+    hf = HFBackend(taught, vl.processor, 1).generate(request, params)[0]
+    vl_colocate.sync_weights(taught)
+    try:
+        vllm = vl_colocate.generate(request, params)[0]
+    finally:
+        vl_colocate.sync_weights(vl.model)
+
+    samples = [
+        build_channel_b_sample(r.response_token_ids, gts, tokenizer, cfg, ChannelBConfig())
+        for r in (hf, vllm)
+    ]
+    assert samples[0] == samples[1]
+    # the case is not trivial: one matched prediction, one FP, one injected FN
+    result = samples[0].result
+    assert (len(result.pairs), len(result.fp), len(result.fn)) == (1, 1, 1)
