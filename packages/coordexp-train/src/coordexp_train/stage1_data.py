@@ -132,9 +132,5 @@ def build_stage1_data(
         eval=splits.val,
         collator=RowCollator(int(loaded.processor.tokenizer.pad_token_id)),
         num_samples=len(splits.train),
-        skipped={
-            name: split.report
-            for name, split in (("train", splits.train), ("val", splits.val))
-            if split is not None and split.report.total
-        },
+        skipped=splits.skipped(),
     )

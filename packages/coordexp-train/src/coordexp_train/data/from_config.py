@@ -24,6 +24,7 @@ from coordexp_train.data.dataset import DetectionDataset
 from coordexp_train.data.encode import SampleEncoder
 from coordexp_train.data.packing import PackPlan, epoch_order, plan_packs
 from coordexp_train.data.prompts import PromptSpec
+from coordexp_train.data.samples import InvalidReport
 from coordexp_train.data.synthetic import resolve_records_path
 
 
@@ -33,6 +34,14 @@ class DataSplits:
 
     train: DetectionDataset
     val: DetectionDataset | None
+
+    def skipped(self) -> dict[str, InvalidReport]:
+        """Per split (``train``, ``val``) with samples left out under ``on_invalid: skip``."""
+        return {
+            name: split.report
+            for name, split in (("train", self.train), ("val", self.val))
+            if split is not None and split.report.total
+        }
 
 
 def encoder_from_config(config: TrainingConfig, processor: Any) -> SampleEncoder:

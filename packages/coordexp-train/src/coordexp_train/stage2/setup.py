@@ -71,11 +71,7 @@ def build_stage2_data(
         eval=splits.val,
         collator=RolloutCollator(int(loaded.processor.tokenizer.pad_token_id)),
         num_samples=len(splits.train),
-        skipped={
-            name: split.report
-            for name, split in (("train", splits.train), ("val", splits.val))
-            if split is not None and split.report.total
-        },
+        skipped=splits.skipped(),
     )
 
 
