@@ -211,14 +211,15 @@ class Stage2Trainer(Stage1Trainer):
             return
         with self._times.phase("weight_sync"):
             backend = self.runtime.backend
-            if self.settings.shared_engine:  # one fleet: rank 0 pushes, everyone waits
-                if self.is_world_process_zero():
-                    backend.sync_weights(self.accelerator.unwrap_model(model))
-                self.accelerator.wait_for_everyone()
-            else:  # the HF backend shares the model; a colocated engine is per rank
+            # one fleet: rank 0 pushes, everyone waits; a colocated engine (or the HF
+            # backend, which shares the model) is per rank
+            pushes = not self.settings.shared_engine or self.is_world_process_zero()
+            if pushes:
                 backend.sync_weights(self.accelerator.unwrap_model(model))
+            if self.settings.shared_engine:
+                self.accelerator.wait_for_everyone()
         self._synced_step = step
-        self._counts["weight_sync"] += 1
+        self._counts["weight_sync"] += float(pushes)  # engine syncs, summed over ranks
 
     def _rollout(self, items: Sequence[RolloutItem]) -> list[tuple[RolloutItem, Rollout]]:
         s = self.settings
