@@ -224,7 +224,20 @@ def test_demo_dataset_is_the_documented_one() -> None:
     preset = BUILTIN_DATASETS["shapes-demo"]
     assert (preset.num_train, preset.num_val) == (2048, 64)
     assert preset.spec == DEMO_SCENES
-    assert len(descriptions(DEMO_SCENES)) == 12
+    assert descriptions(DEMO_SCENES) == ["blue shape", "green shape", "red shape", "yellow shape"]
     scenes = [draw_scene(DEMO_SCENES, 0, i) for i in range(64)]
     assert {len(s.objects) for s in scenes} == {1, 2}
     assert all(o.kind == "bbox_2d" for s in scenes for o in s.objects)
+    assert {o.desc for s in scenes for o in s.objects} == set(descriptions(DEMO_SCENES))
+
+
+def test_kinds_are_named_only_when_asked() -> None:
+    named = SceneSpec(shapes=("circle", "triangle"), palette="basic")
+    unnamed = SceneSpec(shapes=("circle", "triangle"), palette="basic", name_kinds=False)
+    assert len(descriptions(named)) == 8
+    assert descriptions(unnamed) == ["blue shape", "green shape", "red shape", "yellow shape"]
+    a, b = draw_scene(named, 5, 3), draw_scene(unnamed, 5, 3)
+    assert a.image.tobytes() == b.image.tobytes()  # the same picture, only the names differ
+    assert [o.desc.split()[0] for o in a.objects] == [o.desc.split()[0] for o in b.objects]
+    assert all(o.desc.endswith((" circle", " triangle")) for o in a.objects)
+    assert all(o.desc.endswith(" shape") for o in b.objects)

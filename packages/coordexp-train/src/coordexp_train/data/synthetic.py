@@ -147,9 +147,10 @@ class SyntheticPreset:
 
 
 #: The CPU demo's scenes: 128×128 images (16 visual tokens of 32×32 pixels), one or two
-#: shapes of 38–64 pixels (three kinds in four colours: 12 categories, boxes only) on plain
-#: or noisy backgrounds. Sized so that the tiny model learns to find them within minutes
-#: of CPU training; docs/demo.md says what was measured with harder settings.
+#: shapes of 38–64 pixels (squares, circles, triangles; boxes only) on plain or noisy
+#: backgrounds, described by colour (``"red shape"``: four categories). Sized so that the
+#: tiny model learns to find and name them within minutes of CPU training; docs/demo.md
+#: says what was measured with harder settings.
 DEMO_SCENES = SceneSpec(
     min_shapes=1,
     max_shapes=2,
@@ -158,6 +159,7 @@ DEMO_SCENES = SceneSpec(
     min_size=0.3,
     max_size=0.5,
     polygons=False,
+    name_kinds=False,
 )
 
 #: Named datasets: ``shapes-demo`` is the CPU demo's (:data:`DEMO_SCENES`, 2048 + 64

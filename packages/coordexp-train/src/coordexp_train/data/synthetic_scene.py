@@ -60,6 +60,8 @@ class SceneSpec:
         max_size: largest shape extent, same unit.
         max_overlap: largest allowed IoU between two shapes' boxes (0: no overlap).
         polygons: annotate triangles with ``poly`` (3 points) instead of ``bbox_2d``.
+        name_kinds: ``desc`` names colour and kind (``"red circle"``); False names the
+            colour only (``"red shape"``), so categories are the palette's colours.
     """
 
     width: int = 128
@@ -73,6 +75,7 @@ class SceneSpec:
     max_size: float = 0.45
     max_overlap: float = 0.0
     polygons: bool = True
+    name_kinds: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -103,7 +106,8 @@ class SceneObject:
     """One drawn shape.
 
     Attributes:
-        desc: ``"<colour> <shape>"``, e.g. ``"red square"``.
+        desc: ``"<colour> <shape>"``, e.g. ``"red square"`` (``"red shape"`` when the
+            spec does not name kinds).
         kind: ``bbox_2d`` or ``poly``.
         points: pixel coordinates, flat: a box's ``x1, y1, x2, y2`` (inclusive) or a
             polygon's vertices ``x1, y1, x2, y2, …``.
@@ -124,7 +128,11 @@ class Scene:
 
 def descriptions(spec: SceneSpec) -> list[str]:
     """Every ``desc`` the spec can produce, sorted."""
-    return sorted(f"{c} {s}" for c in PALETTES[spec.palette] for s in spec.shapes)
+    return sorted({_desc(spec, c, s) for c in PALETTES[spec.palette] for s in spec.shapes})
+
+
+def _desc(spec: SceneSpec, colour: str, shape: ShapeName) -> str:
+    return f"{colour} {shape}" if spec.name_kinds else f"{colour} shape"
 
 
 def draw_scene(spec: SceneSpec, seed: int, index: int, *, stream: int = 0) -> Scene:
@@ -146,7 +154,7 @@ def draw_scene(spec: SceneSpec, seed: int, index: int, *, stream: int = 0) -> Sc
             continue
         placed.append(box)
         name, rgb = colours[int(rng.integers(len(colours)))]
-        objects.append(_draw_shape(draw, shape, box, rgb, f"{name} {shape}", spec.polygons))
+        objects.append(_draw_shape(draw, shape, box, rgb, _desc(spec, name, shape), spec.polygons))
     return Scene(image=image, objects=tuple(objects))
 
 
