@@ -107,7 +107,7 @@ def _timed(fn: Callable[[], T]) -> tuple[T, float, float]:
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def _quick_overrides(work: Path, stage: int) -> list[str]:
+def _quick_overrides(stage: int) -> list[str]:
     common = [
         "data.train_jsonl=builtin:shapes-tiny/train",
         "data.train_sample_limit=8",
@@ -204,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.report.parent.mkdir(parents=True, exist_ok=True)
 
     over1 = [f"training.output_dir={args.work / 'stage1'}"]
-    over1 += _quick_overrides(args.work, 1) if args.quick else []
+    over1 += _quick_overrides(1) if args.quick else []
     cfg1 = load_config(STAGE1_CONFIG, over1)
     if cfg1.data.val_jsonl is None:
         raise SystemExit(f"{STAGE1_CONFIG}: data.val_jsonl is needed (the held-out split)")
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"training.output_dir={args.work / 'stage2'}",
             "training.eval_steps=null",
         ]
-        over2 += _quick_overrides(args.work, 2) if args.quick else []
+        over2 += _quick_overrides(2) if args.quick else []
         cfg2 = load_config(STAGE2_CONFIG, over2)
         summary2, wall2, cpu2 = _timed(lambda: train(cfg2))
         assert summary2 is not None
