@@ -13,4 +13,4 @@ export OMP_NUM_THREADS=1
 export VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1
 cd "$ROOT"
 exec "$PY" -m pytest -m vllm -p no:cacheprovider "$@" packages/coordexp-backends tests/test_backends_vl.py \
-    tests/test_stage2_vllm_server.py
+    tests/test_stage2_vllm_server.py tests/test_eval_vllm.py

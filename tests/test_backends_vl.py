@@ -254,3 +254,29 @@ def test_backend_swap_leaves_parse_match_and_targets_identical(vl: Any, vl_coloc
     # the case is not trivial: one matched prediction, one FP, one injected FN
     result = samples[0].result
     assert (len(result.pairs), len(result.fp), len(result.fn)) == (1, 1, 1)
+
+
+@pytest.mark.vllm
+def test_vllm_server_sizes_images_as_the_clients_processor(
+    vl: Any, vl_server: Any, tmp_path: Path
+) -> None:
+    """A processor sized below the checkpoint's default (as the trainer sizes it from
+    ``template.max_pixels``): the server's prompts and answers equal HF's with it."""
+    import copy
+
+    from coordexp_backends.prompts import stop_token_ids
+    from coordexp_backends.vllm_server import VLLMServerBackend
+    from coordexp_train.model.processor import set_image_size
+
+    sized = copy.deepcopy(vl.processor)
+    set_image_size(sized, 32 * 32 * 4)
+    stops = stop_token_ids(vl.model.generation_config)
+    backend = VLLMServerBackend(
+        [vl_server.url], sized, 3, stops, timeout_s=60, weights_dir=tmp_path / "weights"
+    )
+    backend.sync_weights(vl.model)  # whatever another test left on the server
+    hf = HFBackend(vl.model, sized, 3).generate(requests(), PARAMS)
+    pad = vl.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert hf[0].prompt_token_ids.count(pad) < 12  # the checkpoint's default size gives 12
+    assert payloads(backend.generate(requests(), PARAMS)) == payloads(hf)
+    backend.close()

@@ -312,7 +312,7 @@ def main() -> None:
             with torch.no_grad():
                 model.generate(**enc, generation_config=gen_cfg)
 
-        prompts = [adapter.engine_prompt(text_prompt_ids(tokenizer, r), "", ()) for r in reqs]
+        prompts = [adapter.engine_prompt(text_prompt_ids(tokenizer, r), "", (), {}) for r in reqs]
         sampling = [adapter.sampling_params(params, stop_ids, None) for _ in reqs]
         colocate.decode_batch_size = 16
         one = fleets["vllm-server x1"]

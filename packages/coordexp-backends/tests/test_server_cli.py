@@ -19,6 +19,7 @@ def test_the_command_runs_vllms_api_server_with_our_logits_processor() -> None:
     flags = " ".join(cmd[3:])
     assert "--model ckpt --host 127.0.0.1 --port 8001" in flags
     assert "--logits-processors coordexp_backends.vllm_logits:RepeatTerminateProcessor" in flags
+    assert "--trust-request-mm-kwargs" in flags  # the client sends the image size per request
     assert "--max-model-len 2048" in flags
     assert "--enforce-eager" in flags
     assert "--enable-prefix-caching" not in flags

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from types import SimpleNamespace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordexp_backends import DecodeParams, RepeatTerminateParams
+from coordexp_backends.prompts import image_size_kwargs
 from coordexp_backends.vllm_adapter import (
     REPEAT_TERMINATE_ARG,
+    chat_body,
     completion_body,
+    engine_prompt,
     parse_repeat_terminate_arg,
     repeat_terminate_arg,
 )
@@ -57,3 +61,20 @@ def test_a_completion_body_asks_for_exact_token_ids() -> None:
     assert body["skip_special_tokens"] is False
     assert body["stop_token_ids"] == [2, 3]
     assert parse_repeat_terminate_arg(body["vllm_xargs"][REPEAT_TERMINATE_ARG]) == (rules, 2)
+
+
+def test_image_requests_carry_the_processors_image_size() -> None:
+    """vLLM would size images by the checkpoint's config: the processor's size goes along."""
+    size = {"shortest_edge": 1024, "longest_edge": 4096}
+    processor = SimpleNamespace(image_processor=SimpleNamespace(size=size))
+    kwargs = image_size_kwargs(processor)
+    assert kwargs == {"size": size}
+    assert image_size_kwargs(SimpleNamespace()) == {}  # a plain tokenizer: nothing to send
+    image = object()
+    prompt = engine_prompt(None, "text", [image], kwargs)
+    assert prompt["mm_processor_kwargs"] == {"size": size}
+    assert prompt["multi_modal_data"] == {"image": [image]}
+    assert "mm_processor_kwargs" not in engine_prompt([1, 2], "", (), kwargs)
+    messages = [{"role": "user", "content": "hi"}]
+    body = chat_body("m", messages, (), DecodeParams(max_new_tokens=4), (2,), None, kwargs)
+    assert body["mm_processor_kwargs"] == {"size": size}

@@ -52,6 +52,18 @@ def encode_text(processor: Any, text: str) -> list[int]:
     return list(tokenizer_of(processor)(text, add_special_tokens=False)["input_ids"])
 
 
+def image_size_kwargs(processor: Any) -> dict[str, Any]:
+    """The image size the processor resizes to, as vLLM ``mm_processor_kwargs``.
+
+    vLLM engines and servers size images by the checkpoint's own preprocessor config; the
+    processor handed to a backend is the source of truth (the trainer sizes it from
+    ``template.*_pixels``), so every multimodal request carries its ``size``. Empty for a
+    processor without an image processor.
+    """
+    size = getattr(getattr(processor, "image_processor", None), "size", None)
+    return {"size": dict(size)} if size else {}
+
+
 def stop_token_ids(generation_config: Any) -> tuple[int, ...]:
     """End-of-sequence ids of a generation config (``eos_token_id``: an int or a list).
 

@@ -61,6 +61,9 @@ def server_command(args: argparse.Namespace) -> list[str]:
         "--tensor-parallel-size", str(args.tensor_parallel_size),
         "--gpu-memory-utilization", str(args.gpu_memory_utilization),
         "--logits-processors", LOGITS_PROCESSOR,
+        # the client sends the trainer's image size with each image request
+        # (mm_processor_kwargs); vLLM refuses such requests without this flag
+        "--trust-request-mm-kwargs",
     ]  # fmt: skip
     if args.max_model_len is not None:
         cmd += ["--max-model-len", str(args.max_model_len)]

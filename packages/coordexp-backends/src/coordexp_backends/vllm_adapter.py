@@ -86,10 +86,20 @@ def sampling_params(params: DecodeParams, stop_ids: Sequence[int], seed: int | N
     )
 
 
-def engine_prompt(prompt_ids: list[int] | None, text: str, images: Sequence[Any]) -> Any:
-    """A vLLM prompt: token ids for text-only requests, text plus images for multimodal."""
+def engine_prompt(
+    prompt_ids: list[int] | None,
+    text: str,
+    images: Sequence[Any],
+    image_kwargs: Mapping[str, Any],
+) -> Any:
+    """A vLLM prompt: token ids for text-only requests, text plus images for multimodal.
+
+    ``image_kwargs`` (``prompts.image_size_kwargs``) become the request's
+    ``mm_processor_kwargs``, so the engine sizes images as the backend's processor does.
+    """
     if images:
-        return {"prompt": text, "multi_modal_data": {"image": list(images)}}
+        prompt = {"prompt": text, "multi_modal_data": {"image": list(images)}}
+        return {**prompt, "mm_processor_kwargs": dict(image_kwargs)} if image_kwargs else prompt
     assert prompt_ids is not None
     return {"prompt_token_ids": prompt_ids}
 
@@ -249,9 +259,19 @@ def chat_body(
     params: DecodeParams,
     stop_ids: Sequence[int],
     seed: int | None,
+    image_kwargs: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """A ``/v1/chat/completions`` body (the server templates, with a generation prompt)."""
-    inputs = {"messages": chat_messages(messages, images), "add_generation_prompt": True}
+    """A ``/v1/chat/completions`` body (the server templates, with a generation prompt).
+
+    ``image_kwargs`` go as ``mm_processor_kwargs``: the server sizes the images as the
+    client's processor does, not by the checkpoint's preprocessor config.
+    """
+    inputs: dict[str, Any] = {
+        "messages": chat_messages(messages, images),
+        "add_generation_prompt": True,
+    }
+    if image_kwargs:
+        inputs["mm_processor_kwargs"] = dict(image_kwargs)
     return _request_body(model, inputs, params, stop_ids, seed)
 
 

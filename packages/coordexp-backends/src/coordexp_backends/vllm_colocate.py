@@ -11,6 +11,7 @@ from coordexp_backends.errors import RolloutError
 from coordexp_backends.prompts import (
     checkpoint_stop_ids,
     encode_text,
+    image_size_kwargs,
     prompt_text,
     tokenizer_of,
 )
@@ -89,10 +90,11 @@ class VLLMColocateBackend:
         self, batch: Sequence[RolloutRequest], params: DecodeParams, offset: int
     ) -> list[Rollout]:
         prompts = []
+        image_kwargs = image_size_kwargs(self.processor)
         for r in batch:
             text = prompt_text(self.processor, r)
             ids = None if r.images else encode_text(self.processor, text)
-            prompts.append(adapter.engine_prompt(ids, text, r.images))
+            prompts.append(adapter.engine_prompt(ids, text, r.images, image_kwargs))
         sampling = [
             adapter.sampling_params(params, self._stop_ids, request_seed(params.seed, offset + i))
             for i in range(len(batch))

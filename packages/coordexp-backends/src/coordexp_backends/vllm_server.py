@@ -16,7 +16,7 @@ import httpx
 from coordexp_backends import vllm_adapter as adapter
 from coordexp_backends.errors import RolloutError, ServerError
 from coordexp_backends.fleet import Fleet
-from coordexp_backends.prompts import text_prompt_ids, tokenizer_of
+from coordexp_backends.prompts import image_size_kwargs, text_prompt_ids, tokenizer_of
 from coordexp_backends.responses import EngineAnswer, make_rollouts
 from coordexp_backends.rollout import (
     DecodeParams,
@@ -267,7 +267,13 @@ class VLLMServerBackend:
         first = call.requests[0]
         if first.images:
             body = adapter.chat_body(
-                model, first.messages, first.images, params, self.stop_ids, seed
+                model,
+                first.messages,
+                first.images,
+                params,
+                self.stop_ids,
+                seed,
+                image_size_kwargs(self.processor),
             )
             return adapter.ROUTES.chat_completions, body
         prompts = [text_prompt_ids(self.processor, r) for r in call.requests]
