@@ -60,7 +60,8 @@ CURVE_KEYS = ("loss", "eval_mAP50", "eval_recall")
 RELIANCE_SAMPLES = 32
 T = TypeVar("T")
 
-#: Why the demo is set up as it is (prose; the figures above it are measured by the run).
+#: Why the demo is set up as it is (prose; the figures above it are measured by the run;
+#: ``{steps}``, ``{lr}`` and ``{text_ce_weight}`` are filled from the Stage-1 config).
 CHOICES = [
     "- **Diagnosis.** The first demo (1–3 shapes, 4 kinds × 4 colours, textured "
     "backgrounds, 2 epochs) reached mAP@50 0.0: answers sat at near-fixed positions. Its "
@@ -93,10 +94,10 @@ CHOICES = [
     "rectangles, striped or checked backgrounds and a third object did not fit the "
     "10-minute CPU budget (see above).",
     "- **Model and schedule.** `builtin:tiny-qwen3-vl` (0.9 M parameters; `small` costs "
-    "several times more per step), 3300 steps of lr 1e-3 cosine with 5% warm-up (about "
+    "several times more per step), {steps} steps of lr {lr:g} cosine with 5% warm-up (about "
     "9–10 CPU minutes with the periodic evaluations), packs of 1024 tokens (≈9 samples) "
     "per step, soft-CE + W1 + gate on coordinates (the default Stage-1 objective) with "
-    "the text CE weighted 2 (the description tokens are the few text tokens still "
+    "the text CE weighted {text_ce_weight:g} (the description tokens are the few text tokens still "
     "uncertain once the format is learned), mAP@50 on 32 held-out images every 300 steps.",
 ]
 
@@ -284,7 +285,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     *reliance_table(reliance),
                 ],
             ),
-            ("Choices and why", CHOICES),
+            (
+                "Choices and why",
+                [
+                    c.format(
+                        steps=cfg1.training.max_steps,
+                        lr=cfg1.training.learning_rate,
+                        text_ce_weight=cfg1.custom.text_ce_weight,
+                    )
+                    for c in CHOICES
+                ],
+            ),
         ],
     )
     args.report.write_text(page, encoding="utf-8")
