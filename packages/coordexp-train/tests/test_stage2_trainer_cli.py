@@ -159,6 +159,7 @@ def test_the_demo_config_runs_in_a_shortened_mode(workspace: Path) -> None:
         f"data.train_jsonl={workspace / 'data' / 'train.jsonl'}",
         f"training.output_dir={out}",
         "training.max_steps=2",
+        "training.logging_steps=1",
         "training.per_device_train_batch_size=2",
         "rollout_matching.max_new_tokens=24",
     ]
