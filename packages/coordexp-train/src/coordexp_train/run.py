@@ -27,7 +27,6 @@ import logging
 import time
 from pathlib import Path
 
-import torch
 from transformers import PrinterCallback, set_seed
 
 from coordexp_backends import RolloutError
@@ -52,7 +51,12 @@ from coordexp_train.settings import (
     group_settings,
     stage1_loss_weights,
 )
-from coordexp_train.stage1_data import DATA_ERRORS, build_stage1_data, prepare_data_files
+from coordexp_train.stage1_data import (
+    DATA_ERRORS,
+    build_stage1_data,
+    prepare_data_files,
+    trainer_inputs,
+)
 from coordexp_train.stage1_trainer import Stage1Trainer
 from coordexp_train.stage2.progress import Stage2ProgressBar
 from coordexp_train.stage2.setup import (
@@ -121,14 +125,7 @@ def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary |
         detection_eval = detection_eval_for(data.eval, cfg.training.per_device_eval_batch_size)
     if stage1:
         trainer = Stage1Trainer(
-            model=loaded.model,
-            args=args,
-            train_dataset=data.train,
-            eval_dataset=data.eval,
-            data_collator=data.collator,
-            processing_class=loaded.processor,
-            callbacks=[metrics, ProgressBar()],
-            coord_token_ids=torch.tensor(loaded.coord_vocab.ids),
+            **trainer_inputs(loaded, data, args, [metrics, ProgressBar()]),
             loss_weights=stage1_loss_weights(cfg.custom),
             group_settings=groups,
             detection_eval=detection_eval,

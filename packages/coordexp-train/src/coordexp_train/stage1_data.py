@@ -19,7 +19,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import Dataset
+from transformers import TrainerCallback, TrainingArguments
 
 from coordexp_schema import TrainingConfig
 from coordexp_train.data import (
@@ -134,3 +136,22 @@ def build_stage1_data(
         num_samples=len(splits.train),
         skipped=splits.skipped(),
     )
+
+
+def trainer_inputs(
+    loaded: LoadedModel,
+    data: Stage1Data,
+    args: TrainingArguments,
+    callbacks: Sequence[TrainerCallback],
+) -> dict[str, Any]:
+    """The keyword arguments every CoordExp trainer takes from the run's model and data."""
+    return {
+        "model": loaded.model,
+        "args": args,
+        "train_dataset": data.train,
+        "eval_dataset": data.eval,
+        "data_collator": data.collator,
+        "processing_class": loaded.processor,
+        "callbacks": list(callbacks),
+        "coord_token_ids": torch.tensor(loaded.coord_vocab.ids),
+    }

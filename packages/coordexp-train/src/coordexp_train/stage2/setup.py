@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import TrainerCallback, TrainingArguments
 
 from coordexp_backends import RolloutBackend, create_backend
@@ -21,7 +20,7 @@ from coordexp_schema import TrainingConfig
 from coordexp_train.data import datasets_from_config, encoder_from_config
 from coordexp_train.model import BUILTIN_PREFIX, LoadedModel
 from coordexp_train.settings import group_settings, stage2_settings
-from coordexp_train.stage1_data import Stage1Data
+from coordexp_train.stage1_data import Stage1Data, trainer_inputs
 from coordexp_train.stage2.monitor import MONITOR_DIR, MonitorDump
 from coordexp_train.stage2.rollout_data import RolloutCollator, RolloutDataset
 from coordexp_train.stage2.trainer import Stage2Runtime, Stage2Trainer
@@ -127,14 +126,7 @@ def build_stage2_trainer(
     """
     settings = stage2_settings(cfg)
     return Stage2Trainer(
-        model=loaded.model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
-        data_collator=data.collator,
-        processing_class=loaded.processor,
-        callbacks=list(callbacks),
-        coord_token_ids=torch.tensor(loaded.coord_vocab.ids),
+        **trainer_inputs(loaded, data, args, callbacks),
         loss_weights=settings.weights,
         group_settings=group_settings(cfg),
         settings=settings,
