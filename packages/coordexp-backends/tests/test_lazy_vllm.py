@@ -9,8 +9,10 @@ import sys
 CODE = """
 import importlib, json, pkgutil, sys
 import coordexp_backends as pkg
+# loaded only by vLLM processes and by code that already runs vLLM
+ENGINE_SIDE = {"coordexp_backends.vllm_logits", "coordexp_backends.vllm_gloo"}
 for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
-    if info.name != "coordexp_backends.vllm_logits":  # loaded by vLLM engines only
+    if info.name not in ENGINE_SIDE:
         importlib.import_module(info.name)
 print(json.dumps(sorted(m for m in sys.modules if m == "vllm" or m.startswith("vllm."))))
 """

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
 
-from coordexp_backends.server_cli import build_parser, main, server_command
+from coordexp_backends.server_cli import build_parser, main, server_command, server_env
+from coordexp_backends.vllm_adapter import register_weight_transfer_engines
+
+PLUGIN = "coordexp_weight_transfer"
 
 
 def test_the_command_runs_vllms_api_server_with_our_logits_processor() -> None:
     args = build_parser().parse_args(
         ["--model", "ckpt", "--port", "8001", "--enforce-eager", "--max-model-len", "2048",
-         "--", "--weight-transfer-config", '{"backend": "nccl"}']
+         "--", "--max-num-batched-tokens", "8192"]
     )  # fmt: skip
     cmd = server_command(args)
     assert cmd[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
@@ -23,7 +27,7 @@ def test_the_command_runs_vllms_api_server_with_our_logits_processor() -> None:
     assert "--max-model-len 2048" in flags
     assert "--enforce-eager" in flags
     assert "--enable-prefix-caching" not in flags
-    assert cmd[-2:] == ["--weight-transfer-config", '{"backend": "nccl"}']
+    assert cmd[-2:] == ["--max-num-batched-tokens", "8192"]
 
 
 def test_print_command_prints_without_starting(capsys: pytest.CaptureFixture[str]) -> None:
@@ -37,3 +41,39 @@ def test_model_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main([])
     assert "--model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("transport", "backend"), [("gloo", "coordexp_gloo"), ("nccl", "nccl"), ("ipc", "ipc")]
+)
+def test_weight_transfer_adds_vllms_transfer_config(transport: str, backend: str) -> None:
+    args = build_parser().parse_args(["--model", "m", "--weight-transfer", transport])
+    cmd = server_command(args)
+    i = cmd.index("--weight-transfer-config")
+    assert json.loads(cmd[i + 1]) == {"backend": backend}
+    env = server_env(args)
+    assert env["VLLM_SERVER_DEV_MODE"] == "1"
+    assert ("VLLM_ALLOW_INSECURE_SERIALIZATION" in env) == (transport == "ipc")
+
+
+def test_without_weight_transfer_there_is_no_transfer_config() -> None:
+    cmd = server_command(build_parser().parse_args(["--model", "m"]))
+    assert "--weight-transfer-config" not in cmd
+
+
+def test_an_unknown_weight_transfer_is_refused_naming_the_choices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--model", "m", "--weight-transfer", "rdma"])
+    err = capsys.readouterr().err
+    assert "--weight-transfer: invalid choice: 'rdma'" in err
+    assert "'gloo', 'ipc', 'nccl'" in err
+
+
+def test_the_package_declares_its_vllm_plugin_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    [plugin] = [e for e in entry_points(group="vllm.general_plugins") if e.name == PLUGIN]
+    assert plugin.value == "coordexp_backends.vllm_adapter:register_weight_transfer_engines"
+    assert plugin.load() is register_weight_transfer_engines

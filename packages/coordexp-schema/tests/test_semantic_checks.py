@@ -245,3 +245,92 @@ def test_semantic_problems_in_several_sections_are_reported_together(payload: Pa
         "rollout_matching.maskiou_gate",
         "global_max_length",
     }
+
+
+def with_transport(payload: Payload, *entries: tuple[str, int], **sync: Any) -> dict[str, Any]:
+    p = with_rollout(payload, **servers(*entries))
+    p["rollout_matching"]["vllm"]["sync"] = sync
+    return p
+
+
+@pytest.mark.parametrize("transport", ["checkpoint", "gloo", "nccl", "ipc"])
+def test_each_sync_transport_is_accepted_for_a_server_fleet(
+    payload: Payload, transport: str
+) -> None:
+    p = with_transport(payload, ("http://127.0.0.1:8000", 51216), transport=transport)
+    cfg = parse_strict(TrainingConfig, p)
+    assert cfg.rollout_matching is not None
+    assert cfg.rollout_matching.vllm.sync.transport == transport
+
+
+def test_sync_transport_defaults_to_checkpoint(payload: Payload) -> None:
+    cfg = parse_strict(TrainingConfig, with_rollout(payload, **servers(("http://a:8000", 5))))
+    assert cfg.rollout_matching is not None
+    assert cfg.rollout_matching.vllm.sync.transport == "checkpoint"
+    assert cfg.rollout_matching.vllm.sync.trainer_host is None
+
+
+def test_unknown_sync_transport_is_refused_naming_the_choices(payload: Payload) -> None:
+    p = with_transport(payload, ("http://a:8000", 5), transport="rdma")
+    message = issues_of(p)["rollout_matching.vllm.sync.transport"]
+    assert "'checkpoint', 'gloo', 'nccl', 'ipc'" in message
+    assert "'rdma'" in message
+
+
+@pytest.mark.parametrize("transport", ["gloo", "nccl"])
+def test_trainer_hosted_transports_need_distinct_group_ports(
+    payload: Payload, transport: str
+) -> None:
+    p = with_transport(
+        payload,
+        ("http://10.0.0.1:8000", 51216),
+        ("http://10.0.0.2:8000", 51216),
+        ("http://10.0.0.3:8000", 51217),
+        transport=transport,
+    )
+    assert issues_of(p) == {
+        "rollout_matching.vllm.server.servers[1].group_port": (
+            f"sync.transport {transport}: the trainer hosts every server's transfer group, so "
+            "group ports must differ; 51216 is servers[0].group_port already"
+        )
+    }
+
+
+def test_ipc_transport_needs_servers_on_the_trainers_machine(payload: Payload) -> None:
+    p = with_transport(
+        payload, ("http://localhost:8000", 1), ("http://10.0.0.2:8000", 2), transport="ipc"
+    )
+    assert issues_of(p) == {
+        "rollout_matching.vllm.server.servers[1].base_url": (
+            "sync.transport ipc shares CUDA memory, so servers must run on the trainer's "
+            "machine: use a loopback URL (127.0.0.1, localhost or [::1]), got "
+            "'http://10.0.0.2:8000'"
+        )
+    }
+
+
+def test_native_transport_with_a_colocated_engine_is_refused(payload: Payload) -> None:
+    p = with_rollout(payload, rollout_backend="vllm", vllm={"sync": {"transport": "gloo"}})
+    message = issues_of(p)["rollout_matching.vllm.sync.transport"]
+    assert message.startswith("gloo applies to vllm.mode server")
+    assert "set vllm.mode: server" in message
+
+
+@pytest.mark.parametrize(
+    ("sync", "message"),
+    [
+        ({"trainer_host": "10.0.0.9"}, "only transports gloo and nccl use it, not checkpoint"),
+        (
+            {"transport": "ipc", "trainer_host": "10.0.0.9"},
+            "only transports gloo and nccl use it, not ipc",
+        ),
+        (
+            {"transport": "gloo", "trainer_host": "0.0.0.0"},
+            "0.0.0.0 is a listen address, not one a server can reach; use the trainer's IP or "
+            "host name",
+        ),
+    ],
+)
+def test_trainer_host_is_checked(payload: Payload, sync: dict[str, Any], message: str) -> None:
+    p = with_transport(payload, ("http://127.0.0.1:8000", 51216), **sync)
+    assert issues_of(p) == {"rollout_matching.vllm.sync.trainer_host": message}

@@ -76,7 +76,8 @@ def create_backend(
             where eos ids are read when ``model`` is not given).
         engine_kwargs: extra ``vllm.LLM`` arguments for colocate (dtype, executor, seed),
             applied over the ones derived from ``rollout_matching.vllm``.
-        weights_dir: folder the servers read synced weights from (``vllm`` server).
+        weights_dir: folder the servers read synced weights from (``vllm`` server with
+            ``vllm.sync.transport: checkpoint``).
         max_retries: other servers a failed chunk may be retried on (``vllm`` server).
 
     Raises:
@@ -135,4 +136,7 @@ def create_backend(
         max_retries=max_retries,
         weights_dir=weights_dir,
         sync=sync,
+        transport=v.sync.transport,
+        group_ports=[s.group_port for s in v.server.servers],
+        trainer_host=v.sync.trainer_host,
     )

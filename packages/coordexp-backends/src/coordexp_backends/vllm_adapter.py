@@ -181,7 +181,8 @@ class ServerRoutes:
     """The vLLM OpenAI-server routes the server client uses (dev-mode routes marked).
 
     ``pause``/``resume``/``collective_rpc``/the ``reset_*_cache`` routes/``weight_checker``
-    exist only with ``VLLM_SERVER_DEV_MODE=1`` (our ``coordexp-rollout-server`` sets it).
+    and the weight-transfer routes (``get_world_size`` … ``finish_weight_update``) exist
+    only with ``VLLM_SERVER_DEV_MODE=1`` (our ``coordexp-rollout-server`` sets it).
     """
 
     health: str = "/health"
@@ -194,6 +195,11 @@ class ServerRoutes:
     reset_mm_cache: str = "/reset_mm_cache"
     reset_encoder_cache: str = "/reset_encoder_cache"
     weight_checker: str = "/weight_checker"
+    get_world_size: str = "/get_world_size"
+    init_weight_transfer_engine: str = "/init_weight_transfer_engine"
+    start_weight_update: str = "/start_weight_update"
+    update_weights: str = "/update_weights"
+    finish_weight_update: str = "/finish_weight_update"
 
     @property
     def caches(self) -> tuple[str, ...]:
@@ -310,3 +316,87 @@ def chat_choice(body: Mapping[str, Any]) -> EngineAnswer:
 def reload_rpc_body(weights_path: str) -> dict[str, Any]:
     """``/collective_rpc`` body asking every worker to reload weights from a folder."""
     return {"method": "reload_weights", "kwargs": {"weights_path": weights_path}}
+
+
+TRANSFER_BACKENDS: Mapping[str, str] = {"gloo": "coordexp_gloo", "nccl": "nccl", "ipc": "ipc"}
+"""vLLM weight-transfer backend name of each native ``vllm.sync.transport``."""
+
+
+def register_weight_transfer_engines() -> None:
+    """Register our gloo transport in vLLM's worker and trainer factories (idempotent).
+
+    The ``vllm.general_plugins`` entry point of this package, so every vLLM process
+    (server, engine core, workers) knows ``coordexp_gloo``; the trainer calls it before
+    building its side. The engine module is imported only when an engine is built.
+    """
+    from vllm.distributed.weight_transfer import (
+        WeightTransferEngineFactory,
+        WeightTransferTrainerFactory,
+    )
+
+    name, module = TRANSFER_BACKENDS["gloo"], "coordexp_backends.vllm_gloo"
+    registrations = (
+        (WeightTransferEngineFactory, "GlooWeightTransferEngine"),
+        (WeightTransferTrainerFactory, "GlooTrainerWeightTransferEngine"),
+    )
+    for factory, cls in registrations:
+        try:
+            factory.register_engine(name, module, cls)
+        except ValueError:  # registered already (plugins may load more than once)
+            continue
+
+
+def trainer_transfer_engine(
+    transport: str,
+    client: Any,
+    model: torch.nn.Module,
+    *,
+    master_address: str,
+    master_port: int,
+    world_size: int,
+    timeout_s: float,
+) -> Any:
+    """Build and rendezvous vLLM's trainer-side engine of ``transport`` for one server.
+
+    ``client`` is a ``VLLMWeightSyncClient`` for that server; ``model``'s parameters are
+    the source sent on every ``send_weights()``. ``gloo`` and ``nccl`` open a group of
+    ``world_size`` ranks (this trainer rank 0, the sender) whose store listens on
+    ``master_port`` and which the server reaches at ``master_address``; ``ipc`` needs no
+    rendezvous (the server shares this process's GPU).
+    """
+    from vllm.distributed.weight_transfer import WeightTransferTrainerFactory
+
+    info: Any
+    if transport == "gloo":
+        from coordexp_backends.vllm_gloo import GlooTrainerInitInfo
+
+        register_weight_transfer_engines()
+        info = GlooTrainerInitInfo(
+            master_address=master_address,
+            master_port=master_port,
+            world_size=world_size,
+            timeout_s=timeout_s,
+            rank=0,
+        )
+    elif transport == "nccl":
+        from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo
+
+        info = NCCLTrainerInitInfo(
+            master_address=master_address, master_port=master_port, world_size=world_size, rank=0
+        )
+    elif transport == "ipc":
+        from vllm.distributed.weight_transfer.ipc_engine import IPCTrainerInitInfo
+
+        info = IPCTrainerInitInfo(rank=0)
+    else:
+        raise ValueError(f"unknown weight transfer {transport!r}; expected one of gloo, nccl, ipc")
+    return WeightTransferTrainerFactory.trainer_init(
+        info, client=client, source=weight_source(model)
+    )
+
+
+def weight_source(model: torch.nn.Module) -> Any:
+    """A vLLM ``WeightSource`` over ``model``'s parameters (checkpoint names)."""
+    from vllm.distributed.weight_transfer import ModuleSource
+
+    return ModuleSource(model)

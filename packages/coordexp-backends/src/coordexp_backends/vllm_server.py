@@ -27,6 +27,7 @@ from coordexp_backends.rollout import (
     microbatches,
     request_seed,
 )
+from coordexp_backends.vllm_sync import NativeTransfer, Transport, http_cause
 from coordexp_backends.weights import SyncPlan
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,20 @@ class VLLMServerBackend:
     every cause, after the requests still in flight have finished. HTTP 4xx answers are
     request errors: raised, not retried. Servers are health-checked before first use.
 
-    Weight sync (CPU-portable path): the model is saved to ``weights_dir`` (a folder every
-    server can read) and each server is paused, told to ``reload_weights`` from it through
-    ``/collective_rpc``, has its prefix, multimodal and encoder caches reset, and is
-    resumed. Servers must run with ``VLLM_SERVER_DEV_MODE=1`` (``coordexp-rollout-server``
-    does it).
+    Weight sync, server by server: pause (letting running requests finish), send the
+    weights, reset the prefix, multimodal and encoder caches, resume. ``transport`` says
+    how the weights travel (``rollout_matching.vllm.sync.transport``):
+
+    - ``checkpoint``: the model is saved to ``weights_dir`` (a folder every server can
+      read) and each server reloads it through ``/collective_rpc reload_weights``.
+    - ``gloo``, ``nccl``, ``ipc``: vLLM's native weight-transfer API (see `vllm_sync`):
+      on a server's first sync ``/init_weight_transfer_engine`` opens its transfer group
+      (the trainer hosts it on the server's ``group_port``), then every sync runs
+      ``/start_weight_update``, ``/update_weights`` (while the trainer sends every
+      parameter), ``/finish_weight_update``. The server must run that transport
+      (``coordexp-rollout-server --weight-transfer ...``); nccl and ipc need GPUs.
+
+    Servers must run with ``VLLM_SERVER_DEV_MODE=1`` (``coordexp-rollout-server`` does it).
 
     Args:
         servers: the servers' base URLs (``http://host:port``).
@@ -98,12 +108,18 @@ class VLLMServerBackend:
             long as generation takes; a server that hangs without closing the
             connection then blocks the call, so production runs should set one.
         max_retries: how many other servers a failed request may be retried on.
-        weights_dir: where `sync_weights` saves the model for the servers to load.
+        weights_dir: where `sync_weights` saves the model for the servers to load
+            (``checkpoint`` transport).
         sync: the sync-mode plan.
         max_in_flight: inference requests in flight per server (>= 1).
+        transport: how weights travel (see above).
+        group_ports: each server's ``group_port``, in server order (native transports).
+        trainer_host: the address servers reach the trainer at (``gloo``/``nccl``); None:
+            this machine's address on the route to each server.
 
     Raises:
-        ValueError: an empty or duplicated server list, or ``max_in_flight`` < 1.
+        ValueError: an empty or duplicated server list, ``max_in_flight`` < 1, or a native
+            transport without one group port per server.
     """
 
     name = "vllm-server"
@@ -120,9 +136,17 @@ class VLLMServerBackend:
         weights_dir: str | Path | None = None,
         sync: SyncPlan | None = None,
         max_in_flight: int = 16,
+        transport: Transport = "checkpoint",
+        group_ports: Sequence[int] = (),
+        trainer_host: str | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        if transport != "checkpoint" and len(group_ports) != len(servers):
+            raise ValueError(
+                f"rollout_matching.vllm.sync.transport={transport} needs a group_port for "
+                f"each of the {len(servers)} servers, got {len(group_ports)}"
+            )
         self.fleet = Fleet(list(servers))
         self.processor = processor
         self.decode_batch_size = check_decode_batch_size(decode_batch_size)
@@ -145,6 +169,11 @@ class VLLMServerBackend:
         self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="vllm-server")
         self._models: dict[str, str] = {}
         self._ready = False
+        self.transport = transport
+        self._native: NativeTransfer | None = None
+        if transport != "checkpoint":
+            ports = dict(zip(self.fleet.servers, group_ports, strict=True))
+            self._native = NativeTransfer(transport, self._http, timeout_s, ports, trainer_host)
 
     # ------------------------------------------------------------------ health
     def check_health(self) -> None:
@@ -157,7 +186,7 @@ class VLLMServerBackend:
             try:
                 self._probe(url)
             except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
-                cause = _cause(exc, self.timeout_s, TIMEOUT_KEY)
+                cause = http_cause(exc, self.timeout_s, TIMEOUT_KEY)
                 self.fleet.mark_dead(url, f"unreachable: {cause}")
         dead = [url for url in self.fleet.servers if url not in self._models]
         if len(dead) == len(self.fleet.servers):
@@ -293,9 +322,9 @@ class VLLMServerBackend:
         try:
             response = self._http.post(url + route, json=body, timeout=self._infer_timeout)
         except httpx.ReadTimeout as exc:
-            raise _ServerFailed(_cause(exc, self.infer_timeout_s, INFER_TIMEOUT_KEY)) from exc
+            raise _ServerFailed(http_cause(exc, self.infer_timeout_s, INFER_TIMEOUT_KEY)) from exc
         except httpx.HTTPError as exc:
-            raise _ServerFailed(_cause(exc, self.timeout_s, TIMEOUT_KEY)) from exc
+            raise _ServerFailed(http_cause(exc, self.timeout_s, TIMEOUT_KEY)) from exc
         if response.status_code >= 500:
             raise _ServerFailed(f"HTTP {response.status_code}: {response.text[:300]}")
         if response.status_code >= 400:
@@ -334,20 +363,25 @@ class VLLMServerBackend:
         """Push ``model``'s weights to every live server (see the class docstring).
 
         Dead servers that answer again receive the weights and rejoin; a server that fails
-        the sync is marked dead.
+        the sync is marked dead (with a native transport its transfer group is dropped and
+        reopened on its next sync).
 
         Raises:
-            RolloutError: no ``weights_dir`` was given, or no server holds the new weights.
+            RolloutError: no ``weights_dir`` was given (checkpoint transport), the
+                transport cannot run on this machine (nccl/ipc without CUDA), or no server
+                holds the new weights (the message lists each server's cause).
         """
         self.sync.check(model)
-        if self.weights_dir is None:
-            raise RolloutError(
-                "vLLM server weight sync needs weights_dir: a folder every server can read "
-                "(pass weights_dir= to create_backend)"
-            )
+        if self._native is None:
+            if self.weights_dir is None:
+                raise RolloutError(
+                    "vLLM server weight sync (rollout_matching.vllm.sync.transport="
+                    "checkpoint) needs weights_dir: a folder every server can read (pass "
+                    "weights_dir= to create_backend), or choose a native transport"
+                )
+            model.save_pretrained(self.weights_dir)
         if not self._ready:
             self.check_health()
-        model.save_pretrained(self.weights_dir)
         for url in self.fleet.servers:
             if self.fleet.state(url) == "dead":
                 try:
@@ -356,21 +390,36 @@ class VLLMServerBackend:
                     continue
                 self.fleet.mark_alive(url)
             try:
-                self._post(url, adapter.ROUTES.pause, params={"mode": "wait"})
-                self._post(
-                    url,
-                    adapter.ROUTES.collective_rpc,
-                    json=adapter.reload_rpc_body(str(self.weights_dir)),
-                )
-                for route in adapter.ROUTES.caches:
-                    self._post(url, route)
-                self._post(url, adapter.ROUTES.resume)
+                self._push(url, model)
                 self.fleet.mark_synced(url)
+            except RolloutError as exc:
+                if not isinstance(exc, ServerError):
+                    raise  # the transport cannot run here: no server is at fault
+                self._sync_failed(url, exc.cause)
             except httpx.HTTPError as exc:
-                cause = _cause(exc, self.timeout_s, TIMEOUT_KEY)
-                self.fleet.mark_dead(url, f"weight sync failed: {cause}")
+                self._sync_failed(url, http_cause(exc, self.timeout_s, TIMEOUT_KEY))
+            except (RuntimeError, ValueError, OSError) as exc:  # the transport's own failures
+                self._sync_failed(url, f"{self.transport} transfer: {type(exc).__name__}: {exc}")
         if not self.fleet.healthy():
             raise RolloutError(f"no vLLM server holds the new weights: {self.fleet.describe()}")
+
+    def _push(self, url: str, model: Any) -> None:
+        """Pause one server, send it the weights, reset its caches and resume it."""
+        self._post(url, adapter.ROUTES.pause, params={"mode": "wait"})
+        if self._native is None:
+            body = adapter.reload_rpc_body(str(self.weights_dir))
+            self._post(url, adapter.ROUTES.collective_rpc, json=body)
+        else:
+            self._native.push(url, model)
+        for route in adapter.ROUTES.caches:
+            self._post(url, route)
+        self._post(url, adapter.ROUTES.resume)
+
+    def _sync_failed(self, url: str, cause: str) -> None:
+        self.fleet.mark_dead(url, f"weight sync failed: {cause}")
+        log.warning("vLLM server %s failed the weight sync: %s", url, cause)
+        if self._native is not None:
+            self._native.drop(url)
 
     def weight_checksums(self, url: str) -> dict[str, str]:
         """SHA-256 of every engine parameter of one server, read back through vLLM."""
@@ -385,8 +434,10 @@ class VLLMServerBackend:
         """No-op: see `sleep`."""
 
     def close(self) -> None:
-        """Stop the worker threads and close the HTTP connections (servers keep running)."""
+        """Stop the worker threads, transfer groups and HTTP connections (servers keep running)."""
         self._pool.shutdown()
+        if self._native is not None:
+            self._native.close()
         self._http.close()
 
     def _get(self, url: str, route: str) -> httpx.Response:
@@ -398,13 +449,3 @@ class VLLMServerBackend:
         response = self._http.post(url + route, timeout=self.timeout_s, **kwargs)
         response.raise_for_status()
         return response
-
-
-def _cause(exc: BaseException, limit: float | None, key: str) -> str:
-    """A failure's account; a timeout names its limit and config key (``key``)."""
-    if isinstance(exc, httpx.TimeoutException):
-        bound = "" if limit is None else f" after {limit:g} s"
-        return f"timed out{bound} ({key}): {type(exc).__name__}"
-    if isinstance(exc, httpx.HTTPStatusError):
-        return f"HTTP {exc.response.status_code}: {exc.response.text[:300]}"
-    return f"{type(exc).__name__}: {exc}"

@@ -22,6 +22,8 @@ LEGACY_SERVER_GUIDANCE = (
     "            - {base_url: http://10.0.0.2:8000, group_port: 51216}"
 )
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
 
 @dataclass(frozen=True, kw_only=True)
 class DecodingConfig:
@@ -98,7 +100,12 @@ class ServerEndpoint:
 
     base_url: str = knob(doc="HTTP(S) base URL of the server, e.g. `http://10.0.0.1:8000`.")
     group_port: int = knob(
-        ge=1, le=65535, doc="Port of the weight-sync process group on the server's host."
+        ge=1,
+        le=65535,
+        doc=(
+            "Rendezvous port of this server's weight-transfer group (`sync.transport` gloo or "
+            "nccl): the trainer listens on it and the server's workers connect."
+        ),
     )
 
 
@@ -176,6 +183,24 @@ class VllmSyncConfig:
     fallback_to_full: bool = knob(
         True, doc="When an adapter push fails, push the full weights instead of stopping."
     )
+    transport: Literal["checkpoint", "gloo", "nccl", "ipc"] = knob(
+        "checkpoint",
+        doc=(
+            "How full weights reach vLLM servers (`vllm.mode: server`). `checkpoint`: save to "
+            "a folder every server reads, then reload (CPU and GPU). `gloo`, `nccl`, `ipc`: "
+            "vLLM's native weight-transfer API; the server must run the same transport "
+            "(`coordexp-rollout-server --weight-transfer ...`). `gloo` sends over TCP (CPU "
+            "or GPU); `nccl` over NCCL between GPUs, across nodes; `ipc` by CUDA IPC to "
+            "servers sharing the trainer's GPU, on the same machine."
+        ),
+    )
+    trainer_host: str | None = knob(
+        None,
+        doc=(
+            "Address the servers reach the trainer at (transports gloo and nccl); null: this "
+            "machine's address on the route to each server."
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,7 +233,7 @@ class VllmConfig:
     sync: VllmSyncConfig = knob(factory=VllmSyncConfig, doc="Weight sync to the engines.")
 
     def validate(self) -> Iterator[tuple[str, str]]:
-        """Server mode needs servers; colocate mode must not list any."""
+        """Server mode needs servers; colocate mode lists none; the transport fits them."""
         if self.mode == "server" and not self.server.servers:
             yield "server.servers", "vllm.mode is server: list at least one server"
         if self.mode == "colocate" and self.server.servers:
@@ -219,6 +244,51 @@ class VllmConfig:
                     "set vllm.mode: server"
                 ),
             )
+        yield from self._transport_problems()
+
+    def _transport_problems(self) -> Iterator[tuple[str, str]]:
+        """``sync.transport`` and ``sync.trainer_host`` agree with the mode and the servers."""
+        transport, host = self.sync.transport, self.sync.trainer_host
+        if transport != "checkpoint" and self.mode == "colocate":
+            yield (
+                "sync.transport",
+                (
+                    f"{transport} applies to vllm.mode server; a colocated engine loads weights "
+                    "in process: remove sync.transport or set vllm.mode: server"
+                ),
+            )
+        if host is not None and transport not in ("gloo", "nccl"):
+            yield "sync.trainer_host", f"only transports gloo and nccl use it, not {transport}"
+        if host == "0.0.0.0":
+            yield (
+                "sync.trainer_host",
+                "0.0.0.0 is a listen address, not one a server can reach; use the trainer's "
+                "IP or host name",
+            )
+        if transport in ("gloo", "nccl"):
+            seen: dict[int, int] = {}
+            for i, server in enumerate(self.server.servers):
+                first = seen.setdefault(server.group_port, i)
+                if first != i:
+                    yield (
+                        f"server.servers[{i}].group_port",
+                        (
+                            f"sync.transport {transport}: the trainer hosts every server's "
+                            f"transfer group, so group ports must differ; {server.group_port} "
+                            f"is servers[{first}].group_port already"
+                        ),
+                    )
+        if transport == "ipc":
+            for i, server in enumerate(self.server.servers):
+                if urlsplit(server.base_url).hostname not in LOOPBACK_HOSTS:
+                    yield (
+                        f"server.servers[{i}].base_url",
+                        (
+                            "sync.transport ipc shares CUDA memory, so servers must run on "
+                            "the trainer's machine: use a loopback URL (127.0.0.1, localhost "
+                            f"or [::1]), got {server.base_url!r}"
+                        ),
+                    )
 
 
 @dataclass(frozen=True, kw_only=True)
