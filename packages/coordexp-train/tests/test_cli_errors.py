@@ -85,12 +85,14 @@ def test_missing_config_file_is_reported(root: Path, capsys: pytest.CaptureFixtu
     assert "nope.yaml" in capsys.readouterr().err
 
 
-def test_lora_is_refused_before_the_model_is_built(
+def test_a_lora_target_the_model_lacks_names_the_config_key(
     root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(_write(root, "lora", tuner__train_type="lora")) == 1
-    assert "tuner.train_type: 'lora' is not supported yet" in capsys.readouterr().err
-    assert not Path(os.environ["COORDEXP_CACHE_DIR"]).exists()
+    path = _write(root, "lora", tuner__train_type="lora", tuner__lora_target_modules=["qproj"])
+    assert _run(path) == 1
+    err = capsys.readouterr().err
+    assert "coordexp-train: error: tuner.lora_target_modules: 'qproj' matches no module" in err
+    assert not (root / "lora" / "final").exists()
 
 
 def test_missing_training_file_names_the_config_key(

@@ -116,10 +116,13 @@ def test_full_warmup_ratio_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("sections", "match"),
     [
-        ({"tuner": {"train_type": "lora"}}, "tuner.train_type: 'lora' is not supported yet"),
+        (
+            {"tuner": {"train_type": "lora"}, "deepspeed": {"enabled": True, "config": {}}},
+            r"tuner\.train_type: 'lora' with deepspeed\.enabled is not supported yet",
+        ),
         (
             {"tuner": {"train_type": "lora"}, "quantization": {"mode": "4bit"}},
-            "tuner.train_type",
+            r"quantization\.mode: '4bit' is not supported yet",
         ),
     ],
 )

@@ -10,11 +10,14 @@ Order (each step fails with an actionable message before the next, costlier one 
    use), model + processor + coord vocabulary (the built-in tiny model is built on first
    use; a checkpoint without coord tokens is refused), every record checked, datasets
    and collator;
-5. freezing of the configured parameter groups;
+5. what trains: the configured parameter groups are frozen (``train_type: full``), or the
+   model is wrapped with LoRA adapters (``train_type: lora``, :mod:`coordexp_train.model.lora`);
+   the main process prints how many parameters train;
 6. Stage 1 with ``training.eval_steps``: detection metrics on the validation split at
    every evaluation (:mod:`coordexp_train.evaluation.periodic`);
 7. ``Stage1Trainer.train`` (progress bar, JSONL metrics, checkpoints), the final save
-   under ``<output_dir>/final`` and a :class:`~coordexp_train.summary.RunSummary`.
+   under ``<output_dir>/final`` (under LoRA: the merged model there, the adapter under
+   ``<output_dir>/final_adapter``) and a :class:`~coordexp_train.summary.RunSummary`.
 
 The rollout variants differ in steps 4 and 7 only: the processor sizes images from the
 template, the data are rollout items (:mod:`coordexp_train.stage2.setup`) and the trainer
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from transformers import PrinterCallback, set_seed
@@ -41,9 +45,21 @@ from coordexp_train.checkpoints import FINAL_DIR, checkpoints, resolve_resume
 from coordexp_train.data import DetectionDataset
 from coordexp_train.evaluation.periodic import detection_eval_for
 from coordexp_train.metrics_log import METRICS_FILE, JsonlMetrics
-from coordexp_train.model import CoordVocabError, ExpandVocabError, load_model_and_processor
+from coordexp_train.model import (
+    CoordVocabError,
+    ExpandVocabError,
+    LoadedModel,
+    load_model_and_processor,
+)
+from coordexp_train.model.lora import (
+    FINAL_ADAPTER_DIR,
+    LoraTargetError,
+    build_lora_model,
+    save_merged,
+)
 from coordexp_train.model.processor import set_image_size
-from coordexp_train.param_groups import apply_freezing
+from coordexp_train.model.trainable import count_trainable
+from coordexp_train.param_groups import GroupName, apply_freezing
 from coordexp_train.progress import ProgressBar
 from coordexp_train.settings import (
     UnsupportedSetting,
@@ -75,6 +91,7 @@ RUNTIME_ERRORS: tuple[type[Exception], ...] = (
     CoordVocabError,
     ExpandVocabError,
     FileNotFoundError,
+    LoraTargetError,
     RolloutError,
     *DATA_ERRORS,
 )
@@ -115,7 +132,9 @@ def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary |
         else:
             data = build_stage2_data(cfg, loaded, cache_dir)
     groups = group_settings(cfg)
-    apply_freezing(loaded.model, groups.frozen)
+    loaded = _trainable_model(cfg, loaded, groups.frozen)
+    if args.process_index == 0:
+        print(count_trainable(loaded.model).describe(), flush=True)
     for split, report in data.skipped.items():
         logger.warning("%s: %s", split, report.summary())
 
@@ -140,9 +159,13 @@ def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary |
     runtime = time.perf_counter() - started
 
     final = output_dir / FINAL_DIR
-    trainer.save_model(str(final))
+    lora = cfg.tuner.train_type == "lora"
+    # under LoRA the Trainer saves the adapter; the merged model is the final checkpoint
+    trainer.save_model(str(output_dir / FINAL_ADAPTER_DIR if lora else final))
     if not trainer.is_world_process_zero():
         return None
+    if lora:
+        save_merged(loaded.model, final)
     loaded.processor.save_pretrained(str(final))
     tensorboard = output_dir / "runs" if tensorboard_enabled(cfg) else None
     return RunSummary(
@@ -160,3 +183,14 @@ def train(cfg: TrainingConfig, *, cache_dir: Path | None = None) -> RunSummary |
         final_logs=metrics.last_train_log,
         runtime_s=runtime,
     )
+
+
+def _trainable_model(
+    cfg: TrainingConfig, loaded: LoadedModel, frozen: frozenset[GroupName]
+) -> LoadedModel:
+    """``loaded`` with its groups frozen (full fine-tuning) or its model wrapped by LoRA."""
+    if cfg.tuner.train_type == "lora":
+        model = build_lora_model(loaded.model, cfg.tuner, loaded.coord_vocab.ids, frozen)
+        return replace(loaded, model=model)
+    apply_freezing(loaded.model, frozen)
+    return loaded

@@ -18,6 +18,7 @@ from coordexp_schema import (
     RolloutMatchingConfig,
     Stage2ABConfig,
     TrainingConfig,
+    TunerConfig,
 )
 from coordexp_train.losses import Stage1LossWeights
 from coordexp_train.param_groups import GroupName, GroupSettings
@@ -31,11 +32,15 @@ def check_supported(cfg: TrainingConfig) -> None:
     """Refuse what the trainers cannot run, naming the dotted config path.
 
     Raises:
-        UnsupportedSetting: LoRA, quantized weights, ``rollout_matching.decode_mode:
-            beam`` (no rollout backend implements beam search) or
-            ``rollout_matching.offload.enabled`` (not implemented), or DeepSpeed with a
-            Stage-2 variant (its engine counts every backward as a micro-step, and a
-            Stage-2 micro-batch runs one backward per pack).
+        UnsupportedSetting: quantized weights, ``rollout_matching.decode_mode: beam`` (no
+            rollout backend implements beam search) or ``rollout_matching.offload.enabled``
+            (not implemented); DeepSpeed with a Stage-2 variant (its engine counts every
+            backward as a micro-step, and a Stage-2 micro-batch runs one backward per pack)
+            or with LoRA (the final merge needs whole weights); a ``tuner.lora_rank`` above
+            vLLM's largest ``max_lora_rank`` with ``rollout_matching.vllm.enable_lora``;
+            LoRA with ``vllm.sync.mode: adapter`` and no ``fallback_to_full`` while the
+            coord-token rows train (they are not LoRA matrices; see
+            :mod:`coordexp_train.model.lora`).
     """
     rollout = cfg.rollout_matching
     if rollout is not None and cfg.deepspeed.enabled:
@@ -56,15 +61,53 @@ def check_supported(cfg: TrainingConfig) -> None:
             "rollout_matching.decode_mode: 'beam' is not supported by the rollout backends; "
             "use greedy or sample"
         )
-    if cfg.tuner.train_type == "lora":
+    if cfg.tuner.train_type == "lora" and cfg.deepspeed.enabled:
         raise UnsupportedSetting(
-            "tuner.train_type: 'lora' is not supported yet (peft is not a dependency of "
-            "coordexp-train); use 'full' with the tuner.freeze_* flags"
+            "tuner.train_type: 'lora' with deepspeed.enabled is not supported yet (the final "
+            "save merges the adapters into whole weights, which ZeRO shards); LoRA's optimizer "
+            "state is small: use torchrun DDP (deepspeed.enabled: false)"
         )
+    if rollout is not None and rollout.rollout_backend == "vllm" and rollout.vllm.enable_lora:
+        vllm_max_lora_rank(cfg.tuner.lora_rank)
+    if cfg.tuner.train_type == "lora" and rollout is not None:
+        _check_adapter_sync(cfg.tuner, rollout)
     if cfg.quantization.mode != "none":
         raise UnsupportedSetting(
             f"quantization.mode: {cfg.quantization.mode!r} is not supported yet; use 'none'"
         )
+
+
+def _check_adapter_sync(tuner: TunerConfig, rollout: RolloutMatchingConfig) -> None:
+    sync = rollout.vllm.sync
+    strict_adapter = sync.mode == "adapter" and not sync.fallback_to_full
+    if rollout.rollout_backend == "vllm" and strict_adapter and not tuner.freeze_llm:
+        raise UnsupportedSetting(
+            "rollout_matching.vllm.sync.mode: adapter with fallback_to_full: false cannot "
+            "sync this run: under LoRA the coord-token rows of the embedding and LM head "
+            "train too (tuner.freeze_llm: false), and vLLM serves LoRA matrices only; set "
+            "rollout_matching.vllm.sync.fallback_to_full: true (merged weights are sent) or "
+            "sync.mode: full"
+        )
+
+
+#: The ``max_lora_rank`` values a vLLM engine accepts (vLLM's ``LoRAConfig``).
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def vllm_max_lora_rank(lora_rank: int) -> int:
+    """The smallest ``max_lora_rank`` vLLM accepts that serves adapters of ``lora_rank``.
+
+    Raises:
+        UnsupportedSetting: ``lora_rank`` is above vLLM's largest value.
+    """
+    for allowed in VLLM_LORA_RANKS:
+        if allowed >= lora_rank:
+            return allowed
+    raise UnsupportedSetting(
+        f"tuner.lora_rank: {lora_rank} is above the largest LoRA rank vLLM serves "
+        f"({VLLM_LORA_RANKS[-1]}) and rollout_matching.vllm.enable_lora is true; use a rank "
+        f"<= {VLLM_LORA_RANKS[-1]} or enable_lora: false"
+    )
 
 
 def stage1_loss_weights(custom: CustomConfig) -> Stage1LossWeights:

@@ -25,6 +25,9 @@ from coordexp_train.model.processor import load_processor
 from coordexp_train.model.tiny import builtin_name, ensure_builtin_model
 from coordexp_train.model.tiny_tokenizer import CoordTokenMode
 
+#: The file that marks a peft adapter folder.
+ADAPTER_CONFIG = "adapter_config.json"
+
 
 class ModelSettings(Protocol):
     """The fields of the config's ``model`` section this module reads."""
@@ -71,19 +74,37 @@ def resolve_model_dir(
     """The checkpoint folder ``model_ref`` names, building a built-in one if needed.
 
     Raises:
-        FileNotFoundError: a path that is not a directory with a ``config.json``.
+        FileNotFoundError: a path that is not a directory with a ``config.json`` (a LoRA
+            adapter folder is named as such, see :func:`refuse_adapter_folder`).
         ValueError: an unknown ``builtin:`` name.
     """
     name = builtin_name(model_ref)
     if name is not None:
         return ensure_builtin_model(name, cache_dir=cache_dir, coord_token_mode=coord_token_mode)
     directory = Path(model_ref).expanduser()
+    refuse_adapter_folder(model_ref, directory)
     if not (directory / "config.json").is_file():
         raise FileNotFoundError(
             f"model.model: {model_ref!r} is not a checkpoint directory (no config.json there); "
             "give a local Qwen3-VL checkpoint folder or builtin:tiny-qwen3-vl"
         )
     return directory
+
+
+def refuse_adapter_folder(model_ref: str, directory: Path) -> None:
+    """Refuse a LoRA adapter folder given where a whole checkpoint is expected.
+
+    Raises:
+        FileNotFoundError: ``directory`` holds ``adapter_config.json`` and no
+            ``config.json`` (a LoRA run's ``checkpoint-<step>/`` or ``final_adapter/``);
+            the message names ``model.model`` and the merged ``final/`` to use instead.
+    """
+    if (directory / ADAPTER_CONFIG).is_file() and not (directory / "config.json").is_file():
+        raise FileNotFoundError(
+            f"model.model: {model_ref!r} is a LoRA adapter folder ({ADAPTER_CONFIG}, no "
+            "config.json); give a whole checkpoint: a LoRA run writes the merged model to "
+            "<training.output_dir>/final"
+        )
 
 
 def load_model_and_processor(

@@ -19,7 +19,8 @@ from coordexp_backends import RolloutBackend, create_backend
 from coordexp_schema import TrainingConfig
 from coordexp_train.data import datasets_from_config, encoder_from_config
 from coordexp_train.model import BUILTIN_PREFIX, LoadedModel
-from coordexp_train.settings import group_settings, stage2_settings
+from coordexp_train.model.loading import refuse_adapter_folder
+from coordexp_train.settings import group_settings, stage2_settings, vllm_max_lora_rank
 from coordexp_train.stage1_data import Stage1Data, trainer_inputs
 from coordexp_train.stage2.monitor import MONITOR_DIR, MonitorDump
 from coordexp_train.stage2.rollout_data import RolloutCollator, RolloutDataset
@@ -36,12 +37,14 @@ def check_start_checkpoint(model_ref: str) -> None:
     """Fail early, with the way out, when Stage 2's starting checkpoint does not exist.
 
     Raises:
-        FileNotFoundError: ``model_ref`` is a path without ``config.json``; the message
-            says to train Stage 1 first and names the demo's Stage-1 command.
+        FileNotFoundError: ``model_ref`` is a LoRA adapter folder (the message names the
+            merged ``final/``), or a path without ``config.json`` (the message says to
+            train Stage 1 first and names the demo's Stage-1 command).
     """
     if model_ref.startswith(BUILTIN_PREFIX):
         return
     path = Path(model_ref).expanduser()
+    refuse_adapter_folder(model_ref, path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"model.model: {model_ref!r} is not a checkpoint (no config.json there). Stage 2 "
@@ -74,20 +77,43 @@ def build_stage2_data(
     )
 
 
+def lora_engine_kwargs(cfg: TrainingConfig) -> dict[str, Any]:
+    """The vLLM engine arguments that serving the run's LoRA adapters needs.
+
+    Empty unless ``tuner.train_type: lora`` and ``rollout_matching.vllm.enable_lora``;
+    then ``max_lora_rank`` is the smallest rank vLLM accepts that is at least
+    ``tuner.lora_rank`` (vLLM takes 1, 8, 16, 32, …; ``enable_lora`` is passed by
+    ``create_backend`` itself).
+
+    Raises:
+        UnsupportedSetting: ``tuner.lora_rank`` above vLLM's largest rank.
+    """
+    rollout = cfg.rollout_matching
+    if rollout is None or cfg.tuner.train_type != "lora" or not rollout.vllm.enable_lora:
+        return {}
+    return {"max_lora_rank": vllm_max_lora_rank(cfg.tuner.lora_rank)}
+
+
 def build_backend(cfg: TrainingConfig, loaded: LoadedModel) -> RolloutBackend:
     """The rollout backend ``rollout_matching`` names, for the loaded model.
 
-    HF generates with the training model itself; vLLM colocate starts from the model's
-    folder; the server fleet reads synced weights from ``<output_dir>/rollout_weights``.
+    HF generates with the training model itself (under LoRA: the peft model, adapters
+    active); vLLM colocate starts from the model's folder (with the LoRA engine arguments
+    of :func:`lora_engine_kwargs`); the server fleet reads synced weights from
+    ``<output_dir>/rollout_weights``.
     """
     rollout = cfg.rollout_matching
     if rollout is None:
         raise ValueError("the Stage-2 trainer needs the rollout_matching section")
+    engine_kwargs = None
+    if rollout.rollout_backend == "vllm" and rollout.vllm.mode == "colocate":
+        engine_kwargs = lora_engine_kwargs(cfg) or None
     return create_backend(
         rollout,
         processor=loaded.processor,
         model=loaded.model,
         model_path=loaded.directory,
+        engine_kwargs=engine_kwargs,
         weights_dir=Path(cfg.training.output_dir) / ROLLOUT_WEIGHTS_DIR,
     )
 
