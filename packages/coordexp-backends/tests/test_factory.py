@@ -116,4 +116,34 @@ def test_server_section_builds_the_fleet_client_without_touching_the_network(
     assert (backend.timeout_s, backend.infer_timeout_s, backend.max_in_flight) == (5, 9, 3)
     assert backend.stop_ids == (tokenizer.convert_tokens_to_ids("<|im_end|>"),)
     assert backend.sync.mode == "auto"
+    assert backend.transport == "checkpoint"
+    backend.close()
+
+
+def test_a_native_transport_reaches_the_fleet_client_with_its_group_ports(
+    model: Any, tokenizer: Any
+) -> None:
+    cfg = section(
+        {
+            "rollout_backend": "vllm",
+            "vllm": {
+                "mode": "server",
+                "server": {
+                    "servers": [
+                        {"base_url": "http://127.0.0.1:9001", "group_port": 51216},
+                        {"base_url": "http://127.0.0.1:9002", "group_port": 51217},
+                    ],
+                },
+                "sync": {"transport": "gloo", "trainer_host": "10.0.0.5"},
+            },
+        }
+    )
+    backend = create_backend(cfg, processor=tokenizer, model=model)
+    assert backend.transport == "gloo"
+    assert backend.native is not None
+    assert backend.native.group_ports == {
+        "http://127.0.0.1:9001": 51216,
+        "http://127.0.0.1:9002": 51217,
+    }
+    assert backend.native.trainer_host == "10.0.0.5"
     backend.close()

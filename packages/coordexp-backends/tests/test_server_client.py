@@ -18,17 +18,34 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+import httpx
 import pytest
+import torch
 
 from coordexp_backends import DecodeParams, RolloutError, ServerError
 from coordexp_backends.fleet import Fleet
 from coordexp_backends.rollout import request_seed
 from coordexp_backends.vllm_server import VLLMServerBackend
+from coordexp_backends.vllm_sync import ServerSyncClient, Transport, route_address
 
 PARAMS = DecodeParams(max_new_tokens=8)
 EOS = 2
+
+
+@runtime_checkable
+class VLLMWeightSyncClientShape(Protocol):
+    """The four methods of vLLM's ``VLLMWeightSyncClient`` protocol (vLLM is not installed
+    in the default suite; the real protocol is exercised in test_vllm_weight_transfer.py)."""
+
+    def init_weight_transfer_engine(self, init_info: dict[str, Any]) -> None: ...
+
+    def start_weight_update(self) -> None: ...
+
+    def update_weights(self, update_info: Any) -> None: ...
+
+    def finish_weight_update(self, weight_version: str | None = None) -> None: ...
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -42,6 +59,7 @@ class DoubleServer:
     def __init__(self) -> None:
         self.mode = "ok"  # ok | fail500 | drop | slow | reject400
         self.delay_s = 0.0
+        self.failing_routes: set[str] = set()  # control routes answering HTTP 500
         self.chunks: list[list[list[int]]] = []
         self.calls: list[tuple[str, Any]] = []
         self.active = 0  # completion requests being answered now
@@ -66,6 +84,8 @@ class DoubleServer:
                     self._send(200, {})
                 elif self.path == "/v1/models":
                     self._send(200, {"data": [{"id": "tiny"}]})
+                elif self.path == "/get_world_size":
+                    self._send(200, {"world_size": 1})
                 else:
                     self._send(404, {"error": self.path})
 
@@ -77,7 +97,11 @@ class DoubleServer:
                     choice = {"index": 0, "token_ids": [7, EOS], "finish_reason": "stop"}
                     self._send(200, {"prompt_token_ids": [1, 2, 3], "choices": [choice]})
                     return
+                if self.path in double.failing_routes:
+                    self._send(500, {"error": f"{self.path} broke"})
+                    return
                 if self.path != "/v1/completions":
+                    time.sleep(double.delay_s if double.mode == "slow" else 0.0)
                     self._send(200, {})
                     return
                 if double.mode == "drop":
@@ -424,3 +448,103 @@ def test_fleet_rejects_empty_and_duplicate_lists() -> None:
         Fleet([])
     with pytest.raises(ValueError, match="lists a base_url twice"):
         Fleet(["u", "u"])
+
+
+# ---------------------------------------------------------------- native weight transfer
+def sync_client(server: DoubleServer, timeout_s: float = 5.0) -> ServerSyncClient:
+    return ServerSyncClient(httpx.Client(), server.url, timeout_s, "gloo")
+
+
+def test_the_sync_client_drives_vllms_weight_transfer_routes(
+    servers: list[DoubleServer],
+) -> None:
+    a = servers[0]
+    c = sync_client(a)
+    assert isinstance(c, VLLMWeightSyncClientShape)
+    assert c.world_size() == 1
+    c.init_weight_transfer_engine({"master_port": 5})
+    c.start_weight_update()
+    update = {"names": ["w"], "dtype_names": ["float32"], "shapes": [[2]]}
+    c.update_weights(update)
+    c.finish_weight_update()
+    c.finish_weight_update("step-7")
+    assert a.calls == [
+        ("/init_weight_transfer_engine", {"init_info": {"master_port": 5}}),
+        ("/start_weight_update", {}),
+        ("/update_weights", {"update_info": update}),
+        ("/finish_weight_update", {}),
+        ("/finish_weight_update", {"weight_version": "step-7"}),
+    ]  # fmt: skip
+
+
+def test_a_failed_transfer_call_names_the_server_route_key_and_fix(
+    servers: list[DoubleServer],
+) -> None:
+    a = servers[0]
+    a.failing_routes = {"/update_weights"}
+    with pytest.raises(ServerError) as info:
+        sync_client(a).update_weights({"names": []})
+    msg = str(info.value)
+    assert msg.startswith(f"vLLM server {a.url}: weight transfer call /update_weights failed ")
+    assert "(rollout_matching.vllm.sync.transport=gloo): HTTP 500" in msg
+    assert "/update_weights broke" in msg
+    assert "start the server with `coordexp-rollout-server --weight-transfer gloo`" in msg
+    assert info.value.server == a.url
+
+
+def test_a_hung_transfer_call_times_out_naming_the_bound(servers: list[DoubleServer]) -> None:
+    a = servers[0]
+    a.mode, a.delay_s = "slow", 2.0
+    with pytest.raises(ServerError, match=r"/start_weight_update failed") as info:
+        sync_client(a, timeout_s=0.3).start_weight_update()
+    assert "timed out after 0.3 s (rollout_matching.vllm.server.timeout_s)" in str(info.value)
+
+
+def test_an_unreachable_server_fails_the_world_size_query_naming_it() -> None:
+    gone = dead_url()
+    with pytest.raises(ServerError, match=r"/get_world_size failed .*ConnectError") as info:
+        ServerSyncClient(httpx.Client(), gone, 1.0, "nccl").world_size()
+    assert gone in str(info.value)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_the_route_address_to_a_loopback_server_is_loopback(host: str) -> None:
+    assert route_address(f"http://{host}:8000") == "127.0.0.1"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA machine may run nccl and ipc")
+@pytest.mark.parametrize("transport", ["nccl", "ipc"])
+def test_a_gpu_transport_without_cuda_fails_before_touching_a_server(
+    servers: list[DoubleServer], tokenizer: Any, model: Any, transport: Transport
+) -> None:
+    a = servers[0]
+    backend = client([a.url], tokenizer, transport=transport, group_ports=[51216])
+    with pytest.raises(RolloutError) as info:
+        backend.sync_weights(model)
+    assert str(info.value).startswith(
+        f"rollout_matching.vllm.sync.transport={transport} needs CUDA GPUs on the trainer and "
+        "the servers, but this trainer sees none"
+    )
+    assert a.calls == []  # not paused, not blamed
+    assert backend.fleet.states == {a.url: "healthy"}
+
+
+def test_a_native_transport_needs_a_group_port_per_server(
+    servers: list[DoubleServer], tokenizer: Any
+) -> None:
+    a, b, _ = servers
+    with pytest.raises(ValueError) as info:
+        client([a.url, b.url], tokenizer, transport="gloo", group_ports=[51216])
+    assert str(info.value) == (
+        "rollout_matching.vllm.sync.transport=gloo needs a group_port for each of the 2 "
+        "servers, got 1"
+    )
+
+
+def test_the_checkpoint_transport_needs_no_group_ports(
+    servers: list[DoubleServer], tokenizer: Any, model: Any, tmp_path: Path
+) -> None:
+    backend = client([servers[0].url], tokenizer, weights_dir=tmp_path)
+    assert backend.transport == "checkpoint"
+    backend.sync_weights(model)
+    assert "/collective_rpc" in [path for path, _ in servers[0].calls]

@@ -12,6 +12,7 @@ on CPU, and the steps that ran are asserted here (docs/rollout-backends.md lists
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +63,8 @@ def started(model_dir: Path, logs: Path, transports: list[str]) -> list[LocalSer
 def client(urls: list[str], tokenizer: Any, transport: str, **kw: Any) -> VLLMServerBackend:
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     kw.setdefault("group_ports", [free_port() for _ in urls])
-    return VLLMServerBackend(urls, tokenizer, 2, (im_end,), timeout_s=60, transport=transport, **kw)
+    kw.setdefault("timeout_s", 60)
+    return VLLMServerBackend(urls, tokenizer, 2, (im_end,), transport=transport, **kw)
 
 
 def perturb(model: Any, seed: int) -> None:
@@ -148,6 +150,33 @@ def test_two_gloo_syncs_in_a_row_each_serve_their_weights(
     assert gloo_fleet.fleet.healthy() == [s.url for s in gloo_servers]
 
 
+def test_a_hung_server_fails_its_sync_naming_the_bound_and_rejoins_with_a_new_group(
+    gloo_servers: list[LocalServer], model: Any, tokenizer: Any, tiny: ModuleType
+) -> None:
+    b = gloo_servers[1]
+    impatient = client([b.url], tokenizer, "gloo", timeout_s=3)
+    impatient.sync_weights(model)  # opens this client's transfer group with the server
+    perturb(model, seed=5)
+    os.killpg(b.proc.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(RolloutError) as info:
+            impatient.sync_weights(model)
+    finally:
+        os.killpg(b.proc.pid, signal.SIGCONT)
+    assert str(info.value) == (
+        f"no vLLM server holds the new weights: {b.url}=dead (weight sync failed: timed out "
+        "after 3 s (rollout_matching.vllm.server.timeout_s): ReadTimeout)"
+    )
+    impatient.sync_weights(model)  # answers again: a new group, the weights, then work
+    assert impatient.fleet.states == {b.url: "healthy"}
+    assert_checksums_match(impatient, b.url, model)
+    reqs = tiny.requests(2)
+    assert payloads(impatient.generate(reqs, GREEDY)) == payloads(
+        HFBackend(model, tokenizer, 2).generate(reqs, GREEDY)
+    )
+    impatient.close()
+
+
 def test_a_server_that_died_fails_its_sync_with_an_error_naming_it(
     gloo_fleet: VLLMServerBackend,
     gloo_servers: list[LocalServer],
@@ -198,6 +227,7 @@ def test_a_gpu_transport_on_cpu_is_refused_naming_the_key(
     )
     assert "use transport: gloo" in str(info.value)
     assert backend.fleet.states == {server.url: "healthy"}  # the server is not to blame
+    assert httpx.get(server.url + "/is_paused").json() == {"is_paused": False}
     backend.close()
 
 

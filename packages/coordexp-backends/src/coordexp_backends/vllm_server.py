@@ -27,7 +27,7 @@ from coordexp_backends.rollout import (
     microbatches,
     request_seed,
 )
-from coordexp_backends.vllm_sync import NativeTransfer, Transport, http_cause
+from coordexp_backends.vllm_sync import NativeTransfer, Transport, check_platform, http_cause
 from coordexp_backends.weights import SyncPlan
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,9 @@ class VLLMServerBackend:
         trainer_host: the address servers reach the trainer at (``gloo``/``nccl``); None:
             this machine's address on the route to each server.
 
+    Attributes:
+        native: the per-server transfer engines of a native transport (None: checkpoint).
+
     Raises:
         ValueError: an empty or duplicated server list, ``max_in_flight`` < 1, or a native
             transport without one group port per server.
@@ -170,10 +173,10 @@ class VLLMServerBackend:
         self._models: dict[str, str] = {}
         self._ready = False
         self.transport = transport
-        self._native: NativeTransfer | None = None
+        self.native: NativeTransfer | None = None
         if transport != "checkpoint":
             ports = dict(zip(self.fleet.servers, group_ports, strict=True))
-            self._native = NativeTransfer(transport, self._http, timeout_s, ports, trainer_host)
+            self.native = NativeTransfer(transport, self._http, timeout_s, ports, trainer_host)
 
     # ------------------------------------------------------------------ health
     def check_health(self) -> None:
@@ -372,7 +375,8 @@ class VLLMServerBackend:
                 holds the new weights (the message lists each server's cause).
         """
         self.sync.check(model)
-        if self._native is None:
+        check_platform(self.transport)
+        if self.native is None:
             if self.weights_dir is None:
                 raise RolloutError(
                     "vLLM server weight sync (rollout_matching.vllm.sync.transport="
@@ -392,9 +396,7 @@ class VLLMServerBackend:
             try:
                 self._push(url, model)
                 self.fleet.mark_synced(url)
-            except RolloutError as exc:
-                if not isinstance(exc, ServerError):
-                    raise  # the transport cannot run here: no server is at fault
+            except ServerError as exc:
                 self._sync_failed(url, exc.cause)
             except httpx.HTTPError as exc:
                 self._sync_failed(url, http_cause(exc, self.timeout_s, TIMEOUT_KEY))
@@ -406,20 +408,21 @@ class VLLMServerBackend:
     def _push(self, url: str, model: Any) -> None:
         """Pause one server, send it the weights, reset its caches and resume it."""
         self._post(url, adapter.ROUTES.pause, params={"mode": "wait"})
-        if self._native is None:
+        if self.native is None:
             body = adapter.reload_rpc_body(str(self.weights_dir))
             self._post(url, adapter.ROUTES.collective_rpc, json=body)
         else:
-            self._native.push(url, model)
+            self.native.push(url, model)
         for route in adapter.ROUTES.caches:
             self._post(url, route)
         self._post(url, adapter.ROUTES.resume)
 
     def _sync_failed(self, url: str, cause: str) -> None:
+        """Mark a server that failed a sync dead (it stays paused: its weights are mixed)."""
         self.fleet.mark_dead(url, f"weight sync failed: {cause}")
         log.warning("vLLM server %s failed the weight sync: %s", url, cause)
-        if self._native is not None:
-            self._native.drop(url)
+        if self.native is not None:
+            self.native.drop(url)
 
     def weight_checksums(self, url: str) -> dict[str, str]:
         """SHA-256 of every engine parameter of one server, read back through vLLM."""
@@ -436,8 +439,8 @@ class VLLMServerBackend:
     def close(self) -> None:
         """Stop the worker threads, transfer groups and HTTP connections (servers keep running)."""
         self._pool.shutdown()
-        if self._native is not None:
-            self._native.close()
+        if self.native is not None:
+            self.native.close()
         self._http.close()
 
     def _get(self, url: str, route: str) -> httpx.Response:
