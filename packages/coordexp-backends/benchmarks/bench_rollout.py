@@ -1,7 +1,8 @@
 """Rollout throughput: HF vs vLLM colocate vs vLLM server (1 and 2 servers), side by side.
 
 Prints, for decode_batch_size 1, 4 and 16: response tokens/s of each backend and the ratio
-to HF; the time of one weight sync per vLLM backend; our wrappers' overhead over calling
+to HF; the time of one weight sync per vLLM backend (servers: checkpoint reload, and vLLM's
+native weight-transfer API with our gloo transport); our wrappers' overhead over calling
 the engine directly (HF ``model.generate``, ``vllm.LLM.generate``), both as paired runs
 and as our code around the engine call within one run; the server client against the
 same engine in process; and where a server call's time goes (our client, transport,
@@ -202,7 +203,7 @@ def start_servers(
     for i in range(n):
         argv = ["--model", model_dir, "--port", str(free_port()), "--dtype", args.dtype,
                 "--gpu-memory-utilization", str(args.gpu_memory_utilization),
-                "--max-model-len", "1024"]  # fmt: skip
+                "--max-model-len", "1024", "--weight-transfer", "gloo"]  # fmt: skip
         if args.cpu:
             argv += ["--enforce-eager", "--", "--distributed-executor-backend", "uni"]
         servers.append(LocalServer(argv, logs / f"server{i}.log"))
@@ -293,6 +294,15 @@ def main() -> None:
             fleet, idle = backends[name]
             s = median_time(lambda f=fleet: f.sync_weights(model), args.repeats, idle)
             print(f"{name} (save + pause/reload/resume over HTTP): {s * 1000:8.1f} ms")
+        for n in (1, 2):
+            # the warm-up sync opens each server's transfer group; the timed ones reuse it
+            gloo = VLLMServerBackend(
+                [s.url for s in servers[:n]], tokenizer, 16, stop_ids, timeout_s=120,
+                transport="gloo", group_ports=[free_port() for _ in range(n)],
+            )  # fmt: skip
+            s = median_time(lambda f=gloo: f.sync_weights(model), args.repeats, servers[n:])
+            print(f"vllm-server x{n} (pause/gloo transfer/resume): {s * 1000:8.1f} ms")
+            gloo.close()
 
         print("\n== our layers over the raw engine, decode_batch_size 16 (alternating pairs) ==")
         hf_backend = HFBackend(model, tokenizer, 16)
