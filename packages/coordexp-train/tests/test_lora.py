@@ -9,9 +9,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 from PIL import Image
+from transformers import AutoModelForImageTextToText
 
 from coordexp_backends import DecodeParams, RolloutRequest
-from coordexp_schema import TunerConfig, load_config, parse_strict
+from coordexp_schema import TunerConfig, load_config
 from coordexp_schema.config import TrainingConfig
 from coordexp_train.data.chat import prompt_messages
 from coordexp_train.data.prompts import PromptSpec
@@ -24,6 +25,14 @@ from coordexp_train.settings import UnsupportedSetting, check_supported, group_s
 from coordexp_train.stage2.setup import build_backend, lora_engine_kwargs
 
 DEFAULT_FROZEN: frozenset[GroupName] = frozenset({"vision_tower"})
+ROLLOUT_CONFIG = """\
+model: {model: builtin:tiny-qwen3-vl}
+data: {train_jsonl: train.jsonl}
+training: {output_dir: out}
+custom: {trainer_variant: rollout_matching_sft}
+tuner: {train_type: lora}
+rollout_matching: {rollout_backend: hf, max_new_tokens: 12, decode_batch_size: 2}
+"""
 LLM_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -52,19 +61,11 @@ def _adapted(model: object) -> set[str]:
     return {n.split(".lora_A.")[0].removeprefix("base_model.model.") for n in names}
 
 
-def _config(tmp_path: Path, **sections: dict[str, object]) -> TrainingConfig:
-    data: dict[str, object] = {
-        "model": {"model": "builtin:tiny-qwen3-vl"},
-        "data": {"train_jsonl": str(tmp_path / "train.jsonl")},
-        "training": {"output_dir": str(tmp_path / "out")},
-        "custom": {"trainer_variant": "stage1_sft"},
-        "tuner": {"train_type": "lora"},
-    }
-    for name, values in sections.items():
-        merged = dict(data.get(name, {}))  # type: ignore[call-overload]
-        merged.update(values)
-        data[name] = merged
-    return parse_strict(TrainingConfig, data)
+def _rollout_config(tmp_path: Path, *overrides: str) -> TrainingConfig:
+    """A LoRA ``rollout_matching_sft`` config (HF rollouts) with dotted overrides."""
+    path = tmp_path / "lora.yaml"
+    path.write_text(ROLLOUT_CONFIG)
+    return load_config(path, list(overrides))
 
 
 def test_default_targets_adapt_every_language_model_linear_and_nothing_else(
@@ -169,11 +170,7 @@ def _perturb_adapters(model: object) -> None:
 
 
 def test_hf_rollouts_run_through_the_active_adapters(fresh: LoadedModel, tmp_path: Path) -> None:
-    cfg = _config(
-        tmp_path,
-        custom={"trainer_variant": "rollout_matching_sft"},
-        rollout_matching={"rollout_backend": "hf", "max_new_tokens": 12, "decode_batch_size": 2},
-    )
+    cfg = _rollout_config(tmp_path)
     model = _wrap(fresh, lora_rank=4)
     _perturb_adapters(model)
     backend = build_backend(cfg, dataclasses.replace(fresh, model=model))
@@ -239,11 +236,12 @@ def test_the_embedding_seen_through_the_peft_model_carries_the_trained_coord_row
 
 def test_vllm_engine_gets_the_smallest_lora_rank_it_accepts(tmp_path: Path) -> None:
     def engine(rank: int, enable: bool = True, train_type: str = "lora") -> dict[str, object]:
-        cfg = _config(
+        cfg = _rollout_config(
             tmp_path,
-            custom={"trainer_variant": "rollout_matching_sft"},
-            tuner={"train_type": train_type, "lora_rank": rank},
-            rollout_matching={"rollout_backend": "vllm", "vllm": {"enable_lora": enable}},
+            f"tuner.train_type={train_type}",
+            f"tuner.lora_rank={rank}",
+            "rollout_matching.rollout_backend=vllm",
+            f"rollout_matching.vllm.enable_lora={str(enable).lower()}",
         )
         return lora_engine_kwargs(cfg)
 
@@ -259,23 +257,17 @@ def test_vllm_engine_gets_the_smallest_lora_rank_it_accepts(tmp_path: Path) -> N
 def test_strict_adapter_sync_is_refused_at_config_time_when_coord_rows_train(
     tmp_path: Path,
 ) -> None:
-    def cfg(**tuner: object) -> TrainingConfig:
-        return _config(
-            tmp_path,
-            custom={"trainer_variant": "rollout_matching_sft"},
-            tuner={"train_type": "lora", **tuner},
-            rollout_matching={
-                "rollout_backend": "vllm",
-                "vllm": {
-                    "enable_lora": True,
-                    "sync": {"mode": "adapter", "fallback_to_full": False},
-                },
-            },
-        )
-
+    strict = [
+        "rollout_matching.rollout_backend=vllm",
+        "rollout_matching.vllm.enable_lora=true",
+        "rollout_matching.vllm.sync.mode=adapter",
+        "rollout_matching.vllm.sync.fallback_to_full=false",
+    ]
     with pytest.raises(UnsupportedSetting, match=r"sync\.fallback_to_full: true"):
-        check_supported(cfg())
-    check_supported(cfg(freeze_llm=True, freeze_aligner=False))  # no coord rows train
+        check_supported(_rollout_config(tmp_path, *strict))
+    # with the language model frozen no coord row trains: the adapter alone can be synced
+    unfrozen_aligner = ["tuner.freeze_llm=true", "tuner.freeze_aligner=false"]
+    check_supported(_rollout_config(tmp_path, *strict, *unfrozen_aligner))
 
 
 REPO = Path(__file__).resolve().parents[3]
@@ -294,3 +286,29 @@ def test_the_shipped_lora_config_wraps_a_qwen3_vl_language_model(fresh: LoadedMo
     model = build_lora_model(fresh.model, cfg.tuner, fresh.coord_vocab.ids, frozen)
     assert len(_adapted(model)) == 2 * 7  # every projection of both decoder layers
     assert count_trainable(model).by_group["vision_tower"] == 0
+
+
+def test_tied_embedding_and_lm_head_share_one_set_of_trained_coord_rows(
+    fresh: LoadedModel, tmp_path: Path
+) -> None:
+    tied_dir = tmp_path / "tied"
+    fresh.model.config.tie_word_embeddings = True
+    fresh.model.tie_weights()
+    fresh.model.save_pretrained(str(tied_dir))
+    fresh.processor.save_pretrained(str(tied_dir))
+    settings = SimpleNamespace(model=str(tied_dir), dtype="float32", attn_implementation="sdpa")
+    tied = load_model_and_processor(settings)
+    model = _wrap(tied, lora_target_modules=("q_proj",))
+    rows = [p for n, p in model.named_parameters() if "trainable_tokens_delta" in n]  # type: ignore[attr-defined]
+    assert [tuple(p.shape) for p in rows] == [(1000, 128)]
+    with torch.no_grad():
+        rows[0].fill_(2.0)
+    ids = list(tied.coord_vocab.ids)
+    head = output_embedding(model)  # type: ignore[arg-type]
+    assert head is not None
+    assert bool((head[ids] == 2.0).all())  # the LM head reads the trained rows too
+    save_merged(model, tmp_path / "merged")
+    merged = AutoModelForImageTextToText.from_pretrained(str(tmp_path / "merged"))
+    weight = input_embedding(merged)
+    assert weight.data_ptr() == output_embedding(merged).data_ptr()  # type: ignore[union-attr]
+    assert bool((weight[ids] == 2.0).all())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,31 +26,14 @@ from coordexp_train.model.lora import FINAL_ADAPTER_DIR
 from coordexp_train.run import train
 
 STAGE1 = """\
-model:
-  model: {model}
-  dtype: float32
-template:
-  max_pixels: 16384
-data:
-  train_jsonl: {data}/train.jsonl
-  val_jsonl: {data}/val.jsonl
-tuner:
-  train_type: lora
-  lora_rank: 8
-  lora_alpha: 16
-  lora_dropout: 0.0
-training:
-  output_dir: {out}
-  max_steps: {steps}
-  per_device_train_batch_size: 2
-  effective_batch_size: 4
-  learning_rate: 5.0e-3
-  lr_scheduler_type: constant
-  logging_steps: 1
-  save_steps: 2
-  seed: 11
-custom:
-  trainer_variant: {variant}
+model: {{model: {model}, dtype: float32}}
+template: {{max_pixels: 16384}}
+data: {{train_jsonl: {data}/train.jsonl, val_jsonl: {data}/val.jsonl}}
+tuner: {{train_type: lora, lora_rank: 8, lora_alpha: 16, lora_dropout: 0.0}}
+training: {{output_dir: {out}, max_steps: {steps}, per_device_train_batch_size: 2,
+  effective_batch_size: 4, learning_rate: 5.0e-3, lr_scheduler_type: constant,
+  logging_steps: 1, save_steps: 2, seed: 11}}
+custom: {{trainer_variant: {variant}}}
 global_max_length: 1024
 """
 STAGE2 = """\
@@ -70,13 +55,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A cache (the tiny model is built on first use) and a 16-image synthetic dataset."""
     root = tmp_path_factory.mktemp("lora")
     write_synthetic_dataset(root / "data", SceneSpec(), num_train=16, num_val=2, seed=3)
-    old = os.environ.get("COORDEXP_CACHE_DIR")
-    os.environ["COORDEXP_CACHE_DIR"] = str(root / "cache")
-    yield root
-    if old is None:
-        del os.environ["COORDEXP_CACHE_DIR"]
-    else:
-        os.environ["COORDEXP_CACHE_DIR"] = old
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COORDEXP_CACHE_DIR", str(root / "cache"))
+        yield root
 
 
 def _config(
@@ -214,3 +195,22 @@ def test_an_adapter_folder_given_as_the_model_points_at_the_merged_final(
     argv = ["--gt", str(workspace / "data" / "val.jsonl"), "--model", str(adapter)]
     assert eval_main([*argv, "--out", str(workspace / "eval_adapter")]) == 2
     assert expected in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_process_gloo_lora_run_ends_with_one_merged_model(workspace: Path) -> None:
+    config = _config(workspace, "ddp")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    cmd += ["2", "-m", "coordexp_train", "--config", str(config)]
+    cmd += ["--override", "training.per_device_train_batch_size=1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trainable parameters: 288,768 of 1,175,968") == 1  # rank 0 only
+    assert done.stdout.count("Training finished.") == 1
+    run = workspace / "ddp"
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r] == [1, 2, 3, 4]
+    base_dir = resolve_model_dir("builtin:tiny-qwen3-vl")
+    _assert_only_adapted_parts_changed(
+        _weights(base_dir), _weights(run / "final"), _coord_ids(base_dir)
+    )

@@ -52,10 +52,10 @@ class LoraTargetError(ValueError):
     """``tuner.lora_target_modules`` names a module the model lacks, or only frozen ones."""
 
 
-def lora_targets(
+def frozen_target_matches(
     model: nn.Module, names: Sequence[str], frozen: frozenset[GroupName]
-) -> tuple[list[str], list[str]]:
-    """Split the modules that ``names`` match into adapted and frozen-group ones.
+) -> list[str]:
+    """Check ``tuner.lora_target_modules``; return the matches that lie in frozen groups.
 
     Args:
         model: the model before wrapping.
@@ -63,8 +63,8 @@ def lora_targets(
         frozen: the groups that ``tuner.freeze_*`` freezes.
 
     Returns:
-        ``(adapted, excluded)``: qualified names of matching modules in unfrozen groups,
-        and of matching modules in frozen groups; both in ``named_modules()`` order.
+        Qualified names of the modules an entry matches inside a frozen group (peft's
+        ``exclude_modules``), in ``named_modules()`` order.
 
     Raises:
         LoraTargetError: an entry matches no module, only modules of frozen groups, or a
@@ -73,7 +73,6 @@ def lora_targets(
     """
     modules = dict(model.named_modules())
     del modules[""]
-    adapted: list[str] = []
     excluded: list[str] = []
     for entry in names:
         single = LoraConfig(target_modules=[entry])
@@ -102,9 +101,8 @@ def lora_targets(
                 "convolution layers: name the layers inside it (e.g. "
                 f"{_linear_leaf_names(modules[first])})"
             )
-        adapted += [m for m in open_hits if m not in adapted]
         excluded += [m for m in hits if m not in open_hits and m not in excluded]
-    return adapted, excluded
+    return excluded
 
 
 def _linear_leaf_names(model: nn.Module) -> list[str]:
@@ -121,9 +119,9 @@ def lora_config(
     """The peft config of ``tuner`` for ``model`` (see the module docstring).
 
     Raises:
-        LoraTargetError: see :func:`lora_targets`.
+        LoraTargetError: see :func:`frozen_target_matches`.
     """
-    _, excluded = lora_targets(model, tuner.lora_target_modules, frozen)
+    excluded = frozen_target_matches(model, tuner.lora_target_modules, frozen)
     coord_rows = None
     if "llm" not in frozen:
         coord_rows = {name: list(coord_ids) for name in _coord_row_modules(model)}
@@ -169,7 +167,7 @@ def build_lora_model(
 
     Raises:
         LoraTargetError: a bad ``tuner.lora_target_modules`` entry (see
-            :func:`lora_targets`) or a target peft cannot adapt (the message is peft's,
+            :func:`frozen_target_matches`) or a target peft cannot adapt (the message is peft's,
             prefixed with the config path).
     """
     config = lora_config(model, tuner, coord_ids, frozen)
