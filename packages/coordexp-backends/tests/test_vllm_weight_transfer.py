@@ -276,3 +276,24 @@ def test_the_ipc_lifecycle_on_cpu_stops_at_the_first_tensor(
     assert "Found no NVIDIA driver" in seen["update"]
     assert "finish_weight_update called without a matching start_weight_update" in seen["finish"]
     assert httpx.get(url + "/health").status_code == 200
+
+
+def test_a_server_running_another_transport_fails_fast_naming_the_route_and_the_flag(
+    gpu_transport_servers: dict[str, LocalServer], model: Any, tokenizer: Any
+) -> None:
+    server = gpu_transport_servers["nccl"]
+    backend = client([server.url], tokenizer, "gloo")  # rendezvous bound: 60 s
+    start = time.monotonic()
+    with pytest.raises(RolloutError) as info:
+        backend.sync_weights(model)
+    assert time.monotonic() - start < 30  # the refusal, not the rendezvous timeout
+    msg = str(info.value)
+    assert msg.startswith(
+        f"no vLLM server holds the new weights: {server.url}=dead (weight sync failed: weight "
+        "transfer call /init_weight_transfer_engine failed "
+        "(rollout_matching.vllm.sync.transport=gloo): HTTP 500"
+    )
+    assert "Invalid init_info for NCCLWeightTransferEngine" in msg
+    assert "start the server with `coordexp-rollout-server --weight-transfer gloo`" in msg
+    assert httpx.get(server.url + "/is_paused").json() == {"is_paused": False}  # not paused
+    backend.close()

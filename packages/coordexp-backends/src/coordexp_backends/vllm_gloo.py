@@ -25,10 +25,11 @@ trainer's native sync load it.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -43,6 +44,8 @@ from vllm.distributed.weight_transfer.base import (
 )
 
 from coordexp_backends.vllm_adapter import TRANSFER_BACKENDS
+
+T = TypeVar("T")
 
 GLOO_BACKEND = TRANSFER_BACKENDS["gloo"]
 """The name both vLLM factories know this transport by (``--weight-transfer-config``)."""
@@ -111,6 +114,20 @@ def _group(address: str, port: int, rank: int, size: int, timeout_s: float) -> A
     timeout = datetime.timedelta(seconds=timeout_s)
     store = dist.TCPStore(address, port, size, rank == 0, timeout=timeout)  # type: ignore[attr-defined]
     return dist.ProcessGroupGloo(store, rank, size, timeout)
+
+
+def _in_background(fn: Callable[[], T]) -> Future[T]:
+    """Run ``fn`` on a daemon thread: the caller never has to wait for a peer that died."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # handed to whoever reads the future
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="coordexp-gloo", daemon=True).start()
+    return future
 
 
 def _broadcast(group: Any, tensor: torch.Tensor) -> None:
@@ -237,19 +254,20 @@ class GlooTrainerWeightTransferEngine(TrainerWeightTransferEngine[GlooTrainerIni
             world_size=init_info.world_size,
             timeout_s=init_info.timeout_s,
         )
-        # The workers block in init until every rank joined: host the group meanwhile.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            joined = pool.submit(client.init_weight_transfer_engine, asdict(worker_info))
-            try:
-                engine.group = _group(
-                    init_info.master_address,
-                    init_info.master_port,
-                    0,
-                    init_info.world_size,
-                    init_info.timeout_s,
-                )
-            finally:
-                joined.result()
+        # The workers answer init once every rank joined, so the group is hosted meanwhile
+        # on a side thread; a server that refuses init fails here at once instead of after
+        # the rendezvous timeout (the side thread then gives up on its own).
+        hosted = _in_background(
+            lambda: _group(
+                init_info.master_address,
+                init_info.master_port,
+                0,
+                init_info.world_size,
+                init_info.timeout_s,
+            )
+        )
+        client.init_weight_transfer_engine(asdict(worker_info))
+        engine.group = hosted.result()
         return engine
 
     def send_weights(self) -> None:
@@ -266,16 +284,13 @@ class GlooTrainerWeightTransferEngine(TrainerWeightTransferEngine[GlooTrainerIni
             shapes=[list(m.shape) for m in meta],
         )
         self.client.start_weight_update()
-        pool = ThreadPoolExecutor(max_workers=1)
-        try:
-            received = pool.submit(self.client.update_weights, asdict(info))
-            for tensor in self._tensors(info):
-                _broadcast(self.group, tensor)
-            received.result()
-        finally:
-            # A failed broadcast leaves the workers blocked until their timeout:
-            # never join the request thread here (the caller shuts the group down).
-            pool.shutdown(wait=False)
+        # The workers receive inside /update_weights while this rank broadcasts. After a
+        # failed broadcast that request ends when the group is shut down or times out:
+        # it is never waited for here.
+        received = _in_background(lambda: self.client.update_weights(asdict(info)))
+        for tensor in self._tensors(info):
+            _broadcast(self.group, tensor)
+        received.result()
         self.client.finish_weight_update()
 
     def _tensors(self, info: GlooUpdateInfo) -> Iterator[torch.Tensor]:

@@ -406,7 +406,13 @@ class VLLMServerBackend:
             raise RolloutError(f"no vLLM server holds the new weights: {self.fleet.describe()}")
 
     def _push(self, url: str, model: Any) -> None:
-        """Pause one server, send it the weights, reset its caches and resume it."""
+        """Pause one server, send it the weights, reset its caches and resume it.
+
+        A native transport's group is opened first, so a server that cannot join it is
+        never left paused.
+        """
+        if self.native is not None:
+            self.native.connect(url, model)
         self._post(url, adapter.ROUTES.pause, params={"mode": "wait"})
         if self.native is None:
             body = adapter.reload_rpc_body(str(self.weights_dir))

@@ -154,19 +154,37 @@ class NativeTransfer:
         self.trainer_host = trainer_host
         self._engines: dict[str, Any] = {}
 
-    def push(self, url: str, model: torch.nn.Module) -> None:
-        """Send ``model``'s parameters to the server ``url`` (one update round trip).
-
-        Opens the server's transfer group on first use. The caller pauses the server
-        before and resets its caches and resumes it after.
+    def connect(self, url: str, model: torch.nn.Module) -> None:
+        """Open the server's transfer group unless it is open (``model``: the source).
 
         Raises:
             ServerError: a control call failed (names the server and route).
-            Exception: what the transport raised (rendezvous or broadcast failures).
+            Exception: what the transport raised (rendezvous failures).
         """
-        engine = self._engines.get(url)
-        if engine is None:
-            engine = self._open(url, model)
+        if url in self._engines:
+            return
+        client = ServerSyncClient(self.http, url, self.timeout_s, self.transport)
+        self._engines[url] = adapter.trainer_transfer_engine(
+            self.transport,
+            client,
+            model,
+            master_address=self.trainer_host or route_address(url),
+            master_port=self.group_ports[url],
+            world_size=1 + client.world_size(),
+            timeout_s=self.timeout_s,
+        )
+
+    def push(self, url: str, model: torch.nn.Module) -> None:
+        """Send ``model``'s parameters to the server ``url`` (one update round trip).
+
+        The caller connects first, pauses the server before, and resets its caches and
+        resumes it after.
+
+        Raises:
+            ServerError: a control call failed (names the server and route).
+            Exception: what the transport raised (broadcast failures).
+        """
+        engine = self._engines[url]
         engine.source = adapter.weight_source(model)
         engine.send_weights()
 
@@ -180,17 +198,3 @@ class NativeTransfer:
         """Shut every transfer group down."""
         for url in list(self._engines):
             self.drop(url)
-
-    def _open(self, url: str, model: torch.nn.Module) -> Any:
-        client = ServerSyncClient(self.http, url, self.timeout_s, self.transport)
-        engine = adapter.trainer_transfer_engine(
-            self.transport,
-            client,
-            model,
-            master_address=self.trainer_host or route_address(url),
-            master_port=self.group_ports[url],
-            world_size=1 + client.world_size(),
-            timeout_s=self.timeout_s,
-        )
-        self._engines[url] = engine
-        return engine
