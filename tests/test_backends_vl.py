@@ -280,3 +280,65 @@ def test_vllm_server_sizes_images_as_the_clients_processor(
     assert hf[0].prompt_token_ids.count(pad) < 12  # the checkpoint's default size gives 12
     assert payloads(backend.generate(requests(), PARAMS)) == payloads(hf)
     backend.close()
+
+
+# ------------------------------------------------------------------ LoRA adapter sync
+@pytest.fixture(scope="module")
+def vl_lora_colocate(vl: Any) -> Iterator[Any]:
+    """A LoRA-enabled colocate engine (max_lora_rank 8) on the tiny Qwen3-VL."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from coordexp_backends.vllm_colocate import VLLMColocateBackend
+    from coordexp_backends.weights import SyncPlan
+
+    engine = {
+        "dtype": "float32",
+        "enforce_eager": True,
+        "gpu_memory_utilization": 0.1,
+        "max_model_len": 1024,
+        "distributed_executor_backend": "uni",
+        "limit_mm_per_prompt": {"image": 1},
+        "enable_lora": True,
+        "max_lora_rank": 8,
+    }
+    backend = VLLMColocateBackend(
+        str(Path(vl.directory)), vl.processor, 3, engine, sync=SyncPlan(mode="auto")
+    )
+    yield backend
+    backend.close()
+
+
+def vl_lora(vl: Any, target_modules: list[str]) -> Any:
+    """A copy of the VL model under a LoRA with random non-zero factors."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(4)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=target_modules, init_lora_weights=False)
+    return get_peft_model(copy.deepcopy(vl.model), config)
+
+
+@pytest.mark.vllm
+def test_vllm_colocate_syncs_a_language_model_lora_of_the_vl_model(
+    vl: Any, vl_lora_colocate: Any
+) -> None:
+    before = vl_lora_colocate.generate(requests(), PARAMS)
+    peft = vl_lora(vl, ["q_proj", "v_proj", "down_proj"])  # language-model layers only
+    vl_lora_colocate.sync_weights(peft)
+    assert vl_lora_colocate._lora is not None
+    out = vl_lora_colocate.generate(requests(), PARAMS)
+    assert payloads(out) == payloads(HFBackend(peft, vl.processor, 3).generate(requests(), PARAMS))
+    assert [r.response_token_ids for r in out] != [r.response_token_ids for r in before]
+
+
+@pytest.mark.vllm
+def test_vllm_colocate_falls_back_to_merged_weights_for_a_vision_tower_lora(
+    vl: Any, vl_lora_colocate: Any
+) -> None:
+    peft = vl_lora(vl, ["q_proj", "qkv"])  # qkv: the vision tower's attention
+    vl_lora_colocate.sync_weights(peft)
+    assert vl_lora_colocate._lora is None
+    out = vl_lora_colocate.generate(requests(), PARAMS)
+    assert payloads(out) == payloads(HFBackend(peft, vl.processor, 3).generate(requests(), PARAMS))

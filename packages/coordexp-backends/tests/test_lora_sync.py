@@ -440,6 +440,30 @@ def test_full_sync_of_the_peft_model_gives_the_adapter_sync_outputs(
     assert engine_rollouts(lora_colocate, tiny) == base  # base weights restored under it
 
 
+SERVABLE = {
+    "every_linear_layer_and_lm_head": {
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                           "down_proj", "lm_head"],
+    },
+    "rslora_with_rank_and_alpha_patterns": {
+        "use_rslora": True,
+        "rank_pattern": {"down_proj": 8},
+        "alpha_pattern": {"q_proj": 2},
+    },
+}  # fmt: skip
+
+
+@pytest.mark.vllm
+@pytest.mark.parametrize("config", SERVABLE.values(), ids=SERVABLE.keys())
+def test_servable_adapters_roll_out_as_hf_does(
+    lora_colocate: Any, tokenizer: Any, tiny: ModuleType, config: dict[str, Any]
+) -> None:
+    peft = lora(tiny.build_model(tokenizer), seed=12, **config)
+    out = synced(lora_colocate, peft, tiny, SyncPlan("adapter", fallback_to_full=False))
+    assert lora_colocate._lora is not None
+    assert out == hf_rollouts(peft, tokenizer, tiny)
+
+
 FALLBACKS = {
     "rank_above_max_lora_rank": {"r": 16},
     "modules_to_save": {"modules_to_save": ["lm_head"]},
