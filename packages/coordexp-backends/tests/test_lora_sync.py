@@ -13,6 +13,7 @@ import copy
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -523,3 +524,63 @@ def test_an_engine_without_lora_gets_merged_weights_or_fails_naming_enable_lora(
         synced(plain_colocate, peft, tiny, SyncPlan("auto", fallback_to_full=False))
     out = synced(plain_colocate, peft, tiny, SyncPlan("auto"))
     assert out == hf_rollouts(peft, tokenizer, tiny)
+
+
+@pytest.fixture(scope="module")
+def lora_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real vLLM server with runtime adapter loading (`vllm_lora.server_args`, rank 8)."""
+    from coordexp_backends.server_cli import LocalServer, free_port
+    from coordexp_backends.vllm_lora import RUNTIME_LORA_ENV, server_args
+
+    log = tmp_path_factory.mktemp("lora-server") / "server.log"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(RUNTIME_LORA_ENV, "1")
+        server = LocalServer(
+            ["--model", str(model_dir), "--port", str(free_port()), "--dtype", "float32",
+             "--enforce-eager", "--gpu-memory-utilization", "0.1", "--max-model-len", "1024",
+             "--", "--distributed-executor-backend", "uni", "--seed", "0", *server_args(8)],
+            log,
+        )  # fmt: skip
+    try:
+        server.wait_ready(time.monotonic() + 300)
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.mark.vllm
+def test_a_server_serves_each_adapter_version_through_the_documented_routes(
+    lora_server: Any, tokenizer: Any, tiny: ModuleType, tmp_path: Path
+) -> None:
+    import httpx
+
+    from coordexp_backends.vllm_adapter import completion_body, completion_choices
+    from coordexp_backends.vllm_lora import LOAD_ROUTE, UNLOAD_ROUTE
+
+    stops = [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    peft = lora(tiny.build_model(tokenizer), seed=13)
+    versions = AdapterVersions(tmp_path)
+
+    def served(version: int) -> httpx.Response:
+        prompts = [list(r.prompt_token_ids) for r in expected]
+        body = completion_body(adapter_name(version), prompts, GREEDY, stops, None)
+        return httpx.post(lora_server.url + "/v1/completions", json=body, timeout=60)
+
+    def load(version: int, folder: Path) -> None:
+        body = load_adapter_body(version, str(folder))
+        httpx.post(lora_server.url + LOAD_ROUTE, json=body, timeout=60).raise_for_status()
+
+    expected = HFBackend(peft, tokenizer, 4).generate(tiny.requests(4), GREEDY)
+    first, folder = versions.publish(peft)
+    load(first, folder)
+    answers = completion_choices(served(first).json())
+    assert [a[1] for a in answers] == [list(r.response_token_ids) for r in expected]
+    retrain(peft, seed=14)
+    expected = HFBackend(peft, tokenizer, 4).generate(tiny.requests(4), GREEDY)
+    second, folder = versions.publish(peft)
+    load(second, folder)
+    body = unload_adapter_body(first)
+    httpx.post(lora_server.url + UNLOAD_ROUTE, json=body, timeout=60).raise_for_status()
+    answers = completion_choices(served(second).json())
+    assert [a[1] for a in answers] == [list(r.response_token_ids) for r in expected]
+    assert served(first).status_code == 404  # the unloaded version is gone
