@@ -267,7 +267,7 @@ class GlooTrainerWeightTransferEngine(TrainerWeightTransferEngine[GlooTrainerIni
             )
         )
         client.init_weight_transfer_engine(asdict(worker_info))
-        engine.group = hosted.result()
+        engine.group = hosted.result(timeout=init_info.timeout_s)
         return engine
 
     def send_weights(self) -> None:
