@@ -24,6 +24,15 @@ from coordexp_train.model import load_model_and_processor
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 PARAMS = DecodeParams(max_new_tokens=12)
+ENGINE = {
+    "dtype": "float32",
+    "enforce_eager": True,
+    "gpu_memory_utilization": 0.1,
+    "max_model_len": 1024,
+    "distributed_executor_backend": "uni",
+    "limit_mm_per_prompt": {"image": 1},
+}
+"""``vllm.LLM`` arguments of the colocate engines on the tiny Qwen3-VL (CPU, float32)."""
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +98,7 @@ def vl_colocate(vl: Any) -> Iterator[Any]:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from coordexp_backends.vllm_colocate import VLLMColocateBackend
 
-    engine = {
-        "dtype": "float32",
-        "enforce_eager": True,
-        "gpu_memory_utilization": 0.1,
-        "max_model_len": 1024,
-        "distributed_executor_backend": "uni",
-        "limit_mm_per_prompt": {"image": 1},
-    }
-    backend = VLLMColocateBackend(str(Path(vl.directory)), vl.processor, 3, engine)
+    backend = VLLMColocateBackend(str(Path(vl.directory)), vl.processor, 3, ENGINE)
     yield backend
     backend.close()
 
@@ -291,16 +292,7 @@ def vl_lora_colocate(vl: Any) -> Iterator[Any]:
     from coordexp_backends.vllm_colocate import VLLMColocateBackend
     from coordexp_backends.weights import SyncPlan
 
-    engine = {
-        "dtype": "float32",
-        "enforce_eager": True,
-        "gpu_memory_utilization": 0.1,
-        "max_model_len": 1024,
-        "distributed_executor_backend": "uni",
-        "limit_mm_per_prompt": {"image": 1},
-        "enable_lora": True,
-        "max_lora_rank": 8,
-    }
+    engine = {**ENGINE, "enable_lora": True, "max_lora_rank": 8}
     backend = VLLMColocateBackend(
         str(Path(vl.directory)), vl.processor, 3, engine, sync=SyncPlan(mode="auto")
     )
