@@ -29,7 +29,7 @@ STAGE1 = """\
 model: {{model: {model}, dtype: float32}}
 template: {{max_pixels: 16384}}
 data: {{train_jsonl: {data}/train.jsonl, val_jsonl: {data}/val.jsonl}}
-tuner: {{train_type: lora, lora_rank: 8, lora_alpha: 16, lora_dropout: 0.0}}
+tuner: {{train_type: lora, lora_rank: 8, lora_alpha: 16, lora_dropout: 0.1}}
 training: {{output_dir: {out}, max_steps: {steps}, per_device_train_batch_size: 2,
   effective_batch_size: 4, learning_rate: 5.0e-3, lr_scheduler_type: constant,
   logging_steps: 1, save_steps: 2, seed: 11}}
@@ -178,6 +178,22 @@ def test_stage2_ab_with_lora_and_hf_rollouts_starts_from_the_stage1_output(
         assert r["weight_sync"] == 1.0
     coord_ids = _coord_ids(resolve_model_dir("builtin:tiny-qwen3-vl"))  # same tokenizer
     _assert_only_adapted_parts_changed(_weights(start), _weights(run / "final"), coord_ids)
+
+
+def test_a_resumed_stage2_lora_run_reaches_the_uninterrupted_weights(workspace: Path) -> None:
+    start = workspace / "s1" / "final"
+    whole = workspace / "s2"  # trained by the test above: steps 0..3, checkpoint-2 kept
+    resumed = workspace / "s2_resumed"
+    resumed.mkdir()
+    shutil.copytree(whole / "checkpoint-2", resumed / "checkpoint-2")
+    config = _config(workspace, "s2_resumed", model=str(start), variant="stage2_ab_training")
+    args = ["--config", str(config), "--override", "training.resume_from_checkpoint=latest"]
+    assert main(args) == 0
+    logs = [r for r in read_metrics(resumed / "metrics.jsonl") if "loss" in r]
+    assert [(r["step"], r["channel_b"]) for r in logs] == [(3, 0.0), (4, 1.0)]
+    reference = _weights(whole / "final")
+    for name, tensor in _weights(resumed / "final").items():
+        assert torch.equal(tensor, reference[name]), f"resumed run differs at {name}"
 
 
 def test_an_adapter_folder_given_as_the_model_points_at_the_merged_final(
