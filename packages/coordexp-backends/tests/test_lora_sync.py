@@ -261,7 +261,8 @@ def test_a_sync_path_is_logged_when_it_changes(caplog: pytest.LogCaptureFixture)
     log = SyncLog("vllm-colocate")
     adapter = SyncDecision("adapter", "sync.mode=auto, LoRA adapter 'default' rank 4")
     full = SyncDecision("full", "sync.mode=full, LoRA merged into the base weights")
-    for decision in (adapter, adapter, adapter, full, full, adapter):
+    refused = SyncDecision("full", "vLLM refused the LoRA adapter saved in /x/adapter-000007")
+    for decision in (adapter, adapter, adapter, full, full, refused, adapter):
         log.record(decision)
     assert [r.getMessage() for r in caplog.records] == [
         "vllm-colocate weight sync: adapter (sync.mode=auto, LoRA adapter 'default' rank 4)",

@@ -124,17 +124,21 @@ class SyncPlan:
 
 
 class SyncLog:
-    """Logs the path of a sync when it differs from the previous sync's (no per-step spam)."""
+    """Logs a sync's path and reason when the path differs from the previous sync's.
+
+    One line per change of path, not one per optimizer step (a reason may name a
+    per-sync folder, so reasons alone are not compared).
+    """
 
     def __init__(self, backend: str) -> None:
         self.backend = backend
-        self.last: SyncDecision | None = None
+        self.last: SyncPath | None = None
 
     def record(self, decision: SyncDecision) -> None:
-        """Log ``decision`` at INFO level unless it equals the previous one."""
-        if decision != self.last:
+        """Log ``decision`` at INFO level unless the previous sync took the same path."""
+        if decision.path != self.last:
             logger.info("%s weight sync: %s (%s)", self.backend, decision.path, decision.reason)
-        self.last = decision
+        self.last = decision.path
 
 
 def max_rank(config: Any) -> int:
