@@ -121,6 +121,21 @@ def test_merged_weights_equal_peft_merge_and_unload_bit_for_bit(
     assert all(torch.equal(merged[k], reference[k]) for k in reference)
 
 
+def test_merged_weights_of_tied_embeddings_with_trainable_rows(model: Any) -> None:
+    config = model.config
+    config.tie_word_embeddings = True
+    torch.manual_seed(0)
+    tied = type(model)(config)
+    assert tied.lm_head.weight is tied.model.embed_tokens.weight
+    peft = lora(tied, trainable_token_indices={"embed_tokens": [3, 5, 7]})
+    retrain(peft, seed=1)
+    merged = dict(named_weights(peft))
+    reference = copy.deepcopy(peft).merge_and_unload().state_dict()
+    assert list(merged) == list(reference)
+    assert all(torch.equal(merged[k], reference[k]) for k in reference)
+    assert torch.equal(merged["lm_head.weight"], merged["model.embed_tokens.weight"])
+
+
 def test_merged_weights_of_the_vl_model_keep_the_checkpoint_names() -> None:
     peft = lora(tiny_vl(), target_modules=["q_proj", "qkv"])
     merged = dict(named_weights(peft))
