@@ -284,18 +284,22 @@ def test_vllm_server_sizes_images_as_the_clients_processor(
 
 
 # ------------------------------------------------------------------ LoRA adapter sync
-@pytest.fixture(scope="module")
-def vl_lora_colocate(vl: Any) -> Iterator[Any]:
-    """A LoRA-enabled colocate engine (max_lora_rank 8) on the tiny Qwen3-VL."""
+def lora_colocate(vl: Any, **lora: Any) -> Any:
+    """A LoRA-enabled colocate engine (max_lora_rank 8, ``lora`` engine args) on the VL model."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from coordexp_backends.vllm_colocate import VLLMColocateBackend
     from coordexp_backends.weights import SyncPlan
 
-    engine = {**ENGINE, "enable_lora": True, "max_lora_rank": 8}
-    backend = VLLMColocateBackend(
+    engine = {**ENGINE, "enable_lora": True, "max_lora_rank": 8, **lora}
+    return VLLMColocateBackend(
         str(Path(vl.directory)), vl.processor, 3, engine, sync=SyncPlan(mode="auto")
     )
+
+
+@pytest.fixture(scope="module")
+def vl_lora_colocate(vl: Any) -> Iterator[Any]:
+    backend = lora_colocate(vl)
     yield backend
     backend.close()
 
@@ -334,3 +338,18 @@ def test_vllm_colocate_falls_back_to_merged_weights_for_a_vision_tower_lora(
     assert vl_lora_colocate._lora is None
     out = vl_lora_colocate.generate(requests(), PARAMS)
     assert payloads(out) == payloads(HFBackend(peft, vl.processor, 3).generate(requests(), PARAMS))
+
+
+@pytest.mark.vllm
+def test_an_engine_with_tower_lora_serves_a_vision_tower_adapter(vl: Any) -> None:
+    backend = lora_colocate(vl, enable_tower_connector_lora=True)
+    try:
+        peft = vl_lora(vl, ["qkv"])  # the vision tower's attention only
+        backend.sync_weights(peft)
+        assert backend._lora is not None
+        out = payloads(backend.generate(requests(), PARAMS))
+        hf = HFBackend(peft, vl.processor, 3).generate(requests(), PARAMS)
+        assert out == payloads(hf)
+        assert out != payloads(HFBackend(vl.model, vl.processor, 3).generate(requests(), PARAMS))
+    finally:
+        backend.close()

@@ -239,7 +239,8 @@ UNSERVABLE: dict[str, tuple[Callable[[Any], Any], EngineLoRA, str]] = {
     "merged_adapter": (_merged_in, LORA_ENGINE, r"merged into the base weights on model\.layers"),
     "vision_tower": (
         lambda m: lora(tiny_vl(), target_modules=["q_proj", "qkv"]), LORA_ENGINE,
-        r"vision-tower modules vLLM serves no LoRA for \(model\.visual\.blocks\.0\.attn\.qkv",
+        r"vision-tower modules \(model\.visual\.blocks\.0\.attn\.qkv.*\) and the engine was "
+        r"started without enable_tower_connector_lora",
     ),
 }  # fmt: skip
 
@@ -269,6 +270,12 @@ def test_an_unservable_adapter_without_fallback_fails_naming_the_key(
 def test_the_vl_language_model_adapter_is_servable() -> None:
     peft = lora(tiny_vl(), target_modules=["q_proj", "v_proj"])
     assert SyncPlan(mode="auto").decide(peft, LORA_ENGINE).path == "adapter"
+
+
+def test_a_vision_tower_adapter_is_servable_by_an_engine_with_tower_lora() -> None:
+    peft = lora(tiny_vl(), target_modules=["q_proj", "qkv"])
+    tower_engine = EngineLoRA(enabled=True, max_rank=8, tower=True)
+    assert SyncPlan(mode="auto").decide(peft, tower_engine).path == "adapter"
 
 
 def test_a_sync_path_is_logged_when_it_changes(caplog: pytest.LogCaptureFixture) -> None:

@@ -54,11 +54,12 @@ def unload_adapter_body(version: int) -> dict[str, Any]:
 
 
 def engine_lora(llm: Any) -> EngineLoRA:
-    """The LoRA support of an in-process engine (its ``enable_lora``/``max_lora_rank``)."""
+    """What LoRA an in-process engine serves (see `EngineLoRA`)."""
     config = llm.llm_engine.vllm_config.lora_config
     if config is None:
         return EngineLoRA(enabled=False, max_rank=0)
-    return EngineLoRA(enabled=True, max_rank=int(config.max_lora_rank))
+    tower = bool(getattr(config, "enable_tower_connector_lora", False))
+    return EngineLoRA(enabled=True, max_rank=int(config.max_lora_rank), tower=tower)
 
 
 def add_adapter(llm: Any, version: int, folder: Path) -> Any:

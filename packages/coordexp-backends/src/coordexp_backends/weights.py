@@ -42,10 +42,15 @@ class EngineLoRA:
     Attributes:
         enabled: the engine was started with LoRA support (vLLM ``enable_lora``).
         max_rank: the largest adapter rank it accepts (vLLM ``max_lora_rank``).
+        tower: it also serves LoRA on the vision tower and connector (vLLM
+            ``enable_tower_connector_lora``, honoured for models whose vLLM implementation
+            supports it, Qwen3-VL among them). Without it vLLM loads a vision-tower adapter
+            and silently ignores it.
     """
 
     enabled: bool
     max_rank: int
+    tower: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +154,11 @@ def max_rank(config: Any) -> int:
 def adapter_problems(model: Any, engine: EngineLoRA) -> list[str]:
     """Why ``model``'s active adapter cannot be served as a vLLM LoRA (empty: it can).
 
-    vLLM serves plain LoRA on linear layers of the language model: not on vision-tower
-    or non-linear layers, not with ``modules_to_save`` copies or trainable token rows,
-    not LoRA variants (DoRA, ...), biases, inits that rewrite the base weights
-    (PiSSA, OLoRA, LoftQ, ...), nor ranks above the engine's ``max_lora_rank``.
+    vLLM serves plain LoRA on linear layers of the language model, and of the vision
+    tower only when ``engine.tower``; not on non-linear layers, not with
+    ``modules_to_save`` copies or trainable token rows, not LoRA variants (DoRA, ...),
+    biases, inits that rewrite the base weights (PiSSA, OLoRA, LoftQ, ...), nor ranks
+    above the engine's ``max_lora_rank``.
     """
     if not is_adapter_model(model):
         return ["the model is not a PEFT (LoRA) model"]
@@ -180,12 +186,12 @@ def adapter_problems(model: Any, engine: EngineLoRA) -> list[str]:
     rank = max_rank(config)
     if rank > engine.max_rank:
         problems.append(f"rank {rank} is above the engine's max_lora_rank {engine.max_rank}")
-    problems.extend(_layer_problems(model.get_base_model(), active[0]))
+    problems.extend(_layer_problems(model.get_base_model(), active[0], engine.tower))
     return problems
 
 
-def _layer_problems(base: Any, adapter: str) -> list[str]:
-    towers = _vision_towers(base)
+def _layer_problems(base: Any, adapter: str, tower_lora: bool) -> list[str]:
+    towers = [] if tower_lora else _vision_towers(base)
     vision, nonlinear, variant, merged = [], [], [], []
     for name, layer in _lora_layers(base):
         if not _carries(layer, adapter):
@@ -200,7 +206,10 @@ def _layer_problems(base: Any, adapter: str) -> list[str]:
             merged.append(name)
     found = []
     if vision:
-        found.append(f"it targets vision-tower modules vLLM serves no LoRA for ({_few(vision)})")
+        found.append(
+            f"it targets vision-tower modules ({_few(vision)}) and the engine was started "
+            "without enable_tower_connector_lora"
+        )
     if nonlinear:
         found.append(f"it targets non-linear layers ({_few(nonlinear)})")
     if variant:
