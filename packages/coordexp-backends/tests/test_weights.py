@@ -29,7 +29,7 @@ def test_adapter_mode_falls_back_to_full_for_a_plain_model_only_when_allowed(mod
 
 
 @pytest.mark.parametrize("mode", ["full", "adapter", "auto"])
-def test_a_checkpoint_only_backend_refuses_a_peft_model_with_guidance(mode: str) -> None:
+def test_a_peft_model_is_refused_with_guidance(mode: str) -> None:
     with pytest.raises(
         RolloutError, match=r"PEFT \(LoRA\) model.*plain checkpoints only.*colocate"
     ):
