@@ -234,7 +234,9 @@ def test_the_embedding_seen_through_the_peft_model_carries_the_trained_coord_row
         assert not bool((weight[: ids[0]] == 3.0).any())
 
 
-def test_vllm_engine_gets_the_smallest_lora_rank_it_accepts(tmp_path: Path) -> None:
+def test_vllm_engine_gets_the_smallest_lora_rank_it_accepts(
+    fresh: LoadedModel, tmp_path: Path
+) -> None:
     def engine(rank: int, enable: bool = True, train_type: str = "lora") -> dict[str, object]:
         cfg = _rollout_config(
             tmp_path,
@@ -243,7 +245,7 @@ def test_vllm_engine_gets_the_smallest_lora_rank_it_accepts(tmp_path: Path) -> N
             "rollout_matching.rollout_backend=vllm",
             f"rollout_matching.vllm.enable_lora={str(enable).lower()}",
         )
-        return lora_engine_kwargs(cfg)
+        return lora_engine_kwargs(cfg, fresh.model)
 
     assert engine(4) == {"max_lora_rank": 8}
     assert engine(16) == {"max_lora_rank": 16}
@@ -252,6 +254,22 @@ def test_vllm_engine_gets_the_smallest_lora_rank_it_accepts(tmp_path: Path) -> N
     assert engine(16, train_type="full") == {}
     with pytest.raises(UnsupportedSetting, match=r"tuner\.lora_rank: 600 is above"):
         engine(600)
+
+
+def test_adapters_outside_the_language_model_ask_vllm_for_tower_connector_lora(
+    fresh: LoadedModel, tmp_path: Path
+) -> None:
+    cfg = _rollout_config(
+        tmp_path,
+        "rollout_matching.rollout_backend=vllm",
+        "rollout_matching.vllm.enable_lora=true",
+        "tuner.freeze_aligner=false",
+    )
+    model = _wrap(fresh, lora_target_modules=("q_proj", "linear_fc1"))
+    assert lora_engine_kwargs(cfg, model) == {
+        "max_lora_rank": 8,
+        "enable_tower_connector_lora": True,
+    }
 
 
 def test_strict_adapter_sync_is_refused_at_config_time_when_coord_rows_train(

@@ -177,6 +177,11 @@ def build_lora_model(
         raise LoraTargetError(f"tuner.lora_target_modules: {exc}") from None
 
 
+def adapter_groups(model: nn.Module) -> frozenset[GroupName]:
+    """The parameter groups that hold LoRA matrices (empty for a plain model)."""
+    return frozenset(group_of(name) for name, _ in model.named_parameters() if ".lora_A." in name)
+
+
 def save_merged(model: Any, directory: Path) -> None:
     """Merge the adapters and coord rows into the base weights and save a plain checkpoint.
 

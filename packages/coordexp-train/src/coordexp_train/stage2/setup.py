@@ -20,6 +20,7 @@ from coordexp_schema import TrainingConfig
 from coordexp_train.data import datasets_from_config, encoder_from_config
 from coordexp_train.model import BUILTIN_PREFIX, LoadedModel
 from coordexp_train.model.loading import refuse_adapter_folder
+from coordexp_train.model.lora import adapter_groups
 from coordexp_train.settings import group_settings, stage2_settings, vllm_max_lora_rank
 from coordexp_train.stage1_data import Stage1Data, trainer_inputs
 from coordexp_train.stage2.monitor import MONITOR_DIR, MonitorDump
@@ -77,13 +78,15 @@ def build_stage2_data(
     )
 
 
-def lora_engine_kwargs(cfg: TrainingConfig) -> dict[str, Any]:
-    """The vLLM engine arguments that serving the run's LoRA adapters needs.
+def lora_engine_kwargs(cfg: TrainingConfig, model: Any) -> dict[str, Any]:
+    """The vLLM engine arguments that serving ``model``'s LoRA adapters needs.
 
-    Empty unless ``tuner.train_type: lora`` and ``rollout_matching.vllm.enable_lora``;
-    then ``max_lora_rank`` is the smallest rank vLLM accepts that is at least
-    ``tuner.lora_rank`` (vLLM takes 1, 8, 16, 32, …; ``enable_lora`` is passed by
-    ``create_backend`` itself).
+    Empty unless ``tuner.train_type: lora`` and ``rollout_matching.vllm.enable_lora``
+    (which ``create_backend`` passes itself); then ``max_lora_rank`` is the smallest rank
+    vLLM accepts that is at least ``tuner.lora_rank`` (vLLM takes 1, 8, 16, 32, …), and
+    ``enable_tower_connector_lora`` is set when adapters sit in the vision tower or the
+    aligner (without it vLLM adapts the language model only, and an adapter sync falls
+    back to merged weights).
 
     Raises:
         UnsupportedSetting: ``tuner.lora_rank`` above vLLM's largest rank.
@@ -91,7 +94,10 @@ def lora_engine_kwargs(cfg: TrainingConfig) -> dict[str, Any]:
     rollout = cfg.rollout_matching
     if rollout is None or cfg.tuner.train_type != "lora" or not rollout.vllm.enable_lora:
         return {}
-    return {"max_lora_rank": vllm_max_lora_rank(cfg.tuner.lora_rank)}
+    kwargs: dict[str, Any] = {"max_lora_rank": vllm_max_lora_rank(cfg.tuner.lora_rank)}
+    if adapter_groups(model) - {"llm"}:
+        kwargs["enable_tower_connector_lora"] = True
+    return kwargs
 
 
 def build_backend(cfg: TrainingConfig, loaded: LoadedModel) -> RolloutBackend:
@@ -107,7 +113,7 @@ def build_backend(cfg: TrainingConfig, loaded: LoadedModel) -> RolloutBackend:
         raise ValueError("the Stage-2 trainer needs the rollout_matching section")
     engine_kwargs = None
     if rollout.rollout_backend == "vllm" and rollout.vllm.mode == "colocate":
-        engine_kwargs = lora_engine_kwargs(cfg) or None
+        engine_kwargs = lora_engine_kwargs(cfg, loaded.model) or None
     return create_backend(
         rollout,
         processor=loaded.processor,
