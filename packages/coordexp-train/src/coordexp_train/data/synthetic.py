@@ -147,17 +147,18 @@ class SyntheticPreset:
 
 
 #: The CPU demo's scenes: 128×128 images (16 visual tokens of 32×32 pixels), one or two
-#: shapes of 38–64 pixels (squares, circles, triangles; boxes only) on plain or noisy
-#: backgrounds, described by colour (``"red shape"``: four categories). Sized so that the
-#: tiny model learns to find and name them within minutes of CPU training; docs/demo.md
-#: says what was measured with harder settings.
+#: shapes of 45–70 pixels (squares, circles, triangles; boxes only) on plain or noisy
+#: backgrounds, described by colour (``"red shape"``: four categories); about a third of
+#: the images hold two shapes. Sized so that the tiny model learns to find and name them
+#: within minutes of CPU training; docs/demo.md says what was measured with smaller
+#: shapes and other settings.
 DEMO_SCENES = SceneSpec(
     min_shapes=1,
     max_shapes=2,
     shapes=("square", "circle", "triangle"),
     textures=("plain", "noise"),
-    min_size=0.3,
-    max_size=0.5,
+    min_size=0.35,
+    max_size=0.55,
     polygons=False,
     name_kinds=False,
 )
