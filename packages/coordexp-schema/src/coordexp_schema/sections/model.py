@@ -40,7 +40,11 @@ class QuantizationConfig:
     """Weight quantization at load time (bitsandbytes); off by default."""
 
     mode: Literal["none", "4bit", "8bit"] = knob(
-        "none", doc="`none`, or load the base weights in 4-bit / 8-bit (LoRA training only)."
+        "none",
+        doc=(
+            "`none`, or load the base weights in 4-bit / 8-bit (LoRA training only; the "
+            "trainers refuse quantized weights in this release)."
+        ),
     )
     quant_type: Literal["nf4", "fp4"] = knob("nf4", doc="4-bit data type.")
     compute_dtype: Literal["bfloat16", "float16", "float32"] = knob(
@@ -83,17 +87,36 @@ class TemplateConfig:
 class TunerConfig:
     """Which parameters train: full fine-tuning or LoRA, and which parts are frozen."""
 
-    train_type: Literal["full", "lora"] = knob("full", doc="Full fine-tuning or LoRA adapters.")
+    train_type: Literal["full", "lora"] = knob(
+        "full",
+        doc=(
+            "Full fine-tuning, or LoRA adapters (peft); under LoRA the 1000 coord-token "
+            "rows of the embedding and LM head train too unless `freeze_llm`."
+        ),
+    )
     lora_rank: int = knob(8, gt=0, doc="LoRA rank.")
     lora_alpha: int = knob(32, gt=0, doc="LoRA scaling numerator (scale = alpha / rank).")
     lora_dropout: float = knob(0.05, ge=0, lt=1, doc="Dropout on the LoRA input.")
     lora_target_modules: tuple[str, ...] = knob(
         ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-        doc="Names of the linear modules that get LoRA adapters.",
+        doc=(
+            "Names of the linear modules that get LoRA adapters, matched as peft matches a "
+            "list (the last name components); only in parts the `freeze_*` flags leave free."
+        ),
     )
-    freeze_vision_tower: bool = knob(True, doc="Keep the vision encoder's weights fixed.")
-    freeze_aligner: bool = knob(False, doc="Keep the vision-to-language merger fixed.")
-    freeze_llm: bool = knob(False, doc="Keep the language model's weights fixed.")
+    freeze_vision_tower: bool = knob(
+        True, doc="Keep the vision encoder's weights fixed (under LoRA: no adapters there)."
+    )
+    freeze_aligner: bool = knob(
+        False, doc="Keep the vision-to-language merger fixed (under LoRA: no adapters there)."
+    )
+    freeze_llm: bool = knob(
+        False,
+        doc=(
+            "Keep the language model's weights fixed (under LoRA: no adapters there, and the "
+            "coord-token rows stay fixed too)."
+        ),
+    )
 
     def validate(self) -> Iterator[tuple[str, str]]:
         """Something must train; LoRA needs target modules."""
