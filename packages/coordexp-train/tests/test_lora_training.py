@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from coordexp_schema import load_config
+from coordexp_train.checkpoints import FINAL_ADAPTER_DIR
 from coordexp_train.cli import main
 from coordexp_train.data.synthetic import write_synthetic_dataset
 from coordexp_train.data.synthetic_scene import SceneSpec
@@ -22,7 +23,6 @@ from coordexp_train.evaluation.cli import main as eval_main
 from coordexp_train.evaluation.predictions import read_predictions
 from coordexp_train.metrics_log import read_metrics
 from coordexp_train.model import resolve_model_dir
-from coordexp_train.model.lora import FINAL_ADAPTER_DIR
 from coordexp_train.run import train
 
 STAGE1 = """\

@@ -4,6 +4,8 @@ Layout under ``training.output_dir``::
 
     checkpoint-<step>/   Trainer checkpoints (weights, optimizer, scheduler, RNG, state)
     final/               the trained model + processor, loadable as ``model.model``
+                         (a LoRA run: base weights with the adapter merged in)
+    final_adapter/       a LoRA run's adapter alone (peft format)
     metrics.jsonl        see :mod:`coordexp_train.metrics_log`
 """
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 FINAL_DIR = "final"
+FINAL_ADAPTER_DIR = "final_adapter"
 TRAINER_STATE = "trainer_state.json"
 
 

@@ -41,7 +41,7 @@ from coordexp_train.arguments import (
     tensorboard_enabled,
     world_size_from_env,
 )
-from coordexp_train.checkpoints import FINAL_DIR, checkpoints, resolve_resume
+from coordexp_train.checkpoints import FINAL_ADAPTER_DIR, FINAL_DIR, checkpoints, resolve_resume
 from coordexp_train.data import DetectionDataset
 from coordexp_train.evaluation.periodic import detection_eval_for
 from coordexp_train.metrics_log import METRICS_FILE, JsonlMetrics
@@ -52,7 +52,6 @@ from coordexp_train.model import (
     load_model_and_processor,
 )
 from coordexp_train.model.lora import (
-    FINAL_ADAPTER_DIR,
     LoraTargetError,
     build_lora_model,
     save_merged,

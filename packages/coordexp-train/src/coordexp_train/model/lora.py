@@ -37,8 +37,6 @@ from transformers import PreTrainedModel
 from coordexp_schema import TunerConfig
 from coordexp_train.param_groups import GroupName, group_of
 
-#: Where a LoRA run keeps its final adapter, under ``training.output_dir``.
-FINAL_ADAPTER_DIR = "final_adapter"
 #: The layer types peft's LoRA adapts.
 _ADAPTABLE = (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _FREEZE_FLAG: dict[GroupName, str] = {
