@@ -77,3 +77,14 @@ def test_the_package_declares_its_vllm_plugin_entry_point() -> None:
     [plugin] = [e for e in entry_points(group="vllm.general_plugins") if e.name == PLUGIN]
     assert plugin.value == "coordexp_backends.vllm_adapter:register_weight_transfer_engines"
     assert plugin.load() is register_weight_transfer_engines
+
+
+def test_lora_max_rank_serves_runtime_loaded_adapters() -> None:
+    args = build_parser().parse_args(["--model", "m", "--lora-max-rank", "16"])
+    cmd = server_command(args)
+    i = cmd.index("--enable-lora")
+    assert cmd[i : i + 5] == ["--enable-lora", "--max-lora-rank", "16", "--max-loras", "1"]
+    assert server_env(args)["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "1"
+    plain = build_parser().parse_args(["--model", "m"])
+    assert "--enable-lora" not in server_command(plain)
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in server_env(plain)

@@ -29,9 +29,17 @@ from coordexp_backends.fleet import Fleet
 from coordexp_backends.rollout import request_seed
 from coordexp_backends.vllm_server import VLLMServerBackend
 from coordexp_backends.vllm_sync import ServerSyncClient, Transport, route_address
+from coordexp_backends.weights import SyncPlan
 
 PARAMS = DecodeParams(max_new_tokens=8)
 EOS = 2
+
+
+def with_lora(model: Any) -> Any:
+    """``model`` with a rank-4 LoRA on the attention projections."""
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
 
 
 @runtime_checkable
@@ -59,7 +67,8 @@ class DoubleServer:
     def __init__(self) -> None:
         self.mode = "ok"  # ok | fail500 | drop | slow | reject400
         self.delay_s = 0.0
-        self.failing_routes: set[str] = set()  # control routes answering HTTP 500
+        self.route_status: dict[str, int] = {}  # control routes answering an HTTP error
+        self.lora_config: dict[str, Any] | None = None  # what /server_info reports
         self.chunks: list[list[list[int]]] = []
         self.calls: list[tuple[str, Any]] = []
         self.active = 0  # completion requests being answered now
@@ -80,12 +89,16 @@ class DoubleServer:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
-                if self.path == "/health":
-                    self._send(200, {})
-                elif self.path == "/v1/models":
-                    self._send(200, {"data": [{"id": "tiny"}]})
-                elif self.path == "/get_world_size":
-                    self._send(200, {"world_size": 1})
+                answers = {
+                    "/health": {},
+                    "/v1/models": {"data": [{"id": "tiny"}]},
+                    "/get_world_size": {"world_size": 1},
+                    "/server_info?config_format=json": {
+                        "vllm_config": {"lora_config": double.lora_config}
+                    },
+                }
+                if self.path in answers:
+                    self._send(200, answers[self.path])
                 else:
                     self._send(404, {"error": self.path})
 
@@ -97,8 +110,8 @@ class DoubleServer:
                     choice = {"index": 0, "token_ids": [7, EOS], "finish_reason": "stop"}
                     self._send(200, {"prompt_token_ids": [1, 2, 3], "choices": [choice]})
                     return
-                if self.path in double.failing_routes:
-                    self._send(500, {"error": f"{self.path} broke"})
+                if self.path in double.route_status:
+                    self._send(double.route_status[self.path], {"error": f"{self.path} broke"})
                     return
                 if self.path != "/v1/completions":
                     time.sleep(double.delay_s if double.mode == "slow" else 0.0)
@@ -481,7 +494,7 @@ def test_a_failed_transfer_call_names_the_server_route_key_and_fix(
     servers: list[DoubleServer],
 ) -> None:
     a = servers[0]
-    a.failing_routes = {"/update_weights"}
+    a.route_status = {"/update_weights": 500}
     with pytest.raises(ServerError) as info:
         sync_client(a).update_weights({"names": []})
     msg = str(info.value)
@@ -548,3 +561,85 @@ def test_the_checkpoint_transport_needs_no_group_ports(
     assert backend.transport == "checkpoint"
     backend.sync_weights(model)
     assert "/collective_rpc" in [path for path, _ in servers[0].calls]
+
+
+# ---------------------------------------------------------------- LoRA adapter sync
+def test_adapter_syncs_load_each_version_on_every_server_and_requests_name_it(
+    servers: list[DoubleServer], tokenizer: Any, model: Any, tiny: Any, tmp_path: Path
+) -> None:
+    a, b, _ = servers
+    for s in (a, b):
+        s.lora_config = {"max_lora_rank": 8}
+    backend = client([a.url, b.url], tokenizer, weights_dir=tmp_path, sync=SyncPlan("auto"))
+    plain = tiny.build_model(tokenizer)
+    peft = with_lora(model)  # (wraps ``model`` in place)
+    backend.sync_weights(peft)
+    backend.sync_weights(peft)
+    first = tmp_path / "lora" / "adapter-000001"
+    second = tmp_path / "lora" / "adapter-000002"
+    for s in (a, b):
+        assert [(path, body) for path, body in s.calls] == [
+            ("/v1/load_lora_adapter", {"lora_name": "coordexp-lora-1", "lora_path": str(first)}),
+            ("/v1/load_lora_adapter", {"lora_name": "coordexp-lora-2", "lora_path": str(second)}),
+            ("/v1/unload_lora_adapter", {"lora_name": "coordexp-lora-1"}),
+        ]
+    assert (second / "adapter_config.json").exists()
+    assert not first.exists()  # only the newest version is kept
+    backend.generate(tiny.requests(4), PARAMS)
+    bodies = [body for s in (a, b) for path, body in s.calls if path == "/v1/completions"]
+    assert [body["model"] for body in bodies] == ["coordexp-lora-2"] * 2
+    backend.sync_weights(plain)  # a plain model's weights answer under the server's name
+    backend.generate(tiny.requests(2), PARAMS)
+    assert a.calls[-1][1]["model"] == "tiny"
+
+
+@pytest.mark.parametrize(
+    ("lora_config", "reason"),
+    [(None, "the engine was started without LoRA"), ({"max_lora_rank": 2}, "rank 4")],
+    ids=["no-lora", "rank-too-small"],
+)
+def test_an_adapter_the_servers_cannot_serve_is_refused_with_guidance(
+    servers: list[DoubleServer],
+    tokenizer: Any,
+    model: Any,
+    tmp_path: Path,
+    lora_config: dict[str, Any] | None,
+    reason: str,
+) -> None:
+    a = servers[0]
+    a.lora_config = lora_config
+    backend = client([a.url], tokenizer, weights_dir=tmp_path, sync=SyncPlan("auto"))
+    with pytest.raises(RolloutError) as info:
+        backend.sync_weights(with_lora(model))
+    msg = str(info.value)
+    assert msg.startswith("rollout_matching.vllm.sync.mode=auto: sync.mode=auto fell back")
+    assert reason in msg
+    assert "start every server with `coordexp-rollout-server --lora-max-rank R`" in msg
+    assert a.calls == []  # nothing was loaded
+
+
+def test_adapter_sync_needs_a_weights_dir(
+    servers: list[DoubleServer], tokenizer: Any, model: Any
+) -> None:
+    with pytest.raises(RolloutError, match="adapter sync needs weights_dir"):
+        client([servers[0].url], tokenizer).sync_weights(with_lora(model))
+
+
+def test_a_failed_adapter_load_marks_the_server_dead_and_a_refusal_fails_the_sync(
+    servers: list[DoubleServer], tokenizer: Any, model: Any, tmp_path: Path
+) -> None:
+    a, b, _ = servers
+    for s in (a, b):
+        s.lora_config = {"max_lora_rank": 8}
+    a.route_status = {"/v1/load_lora_adapter": 500}
+    backend = client([a.url, b.url], tokenizer, weights_dir=tmp_path, sync=SyncPlan("adapter"))
+    peft = with_lora(model)
+    backend.sync_weights(peft)
+    assert backend.fleet.states == {a.url: "dead", b.url: "healthy"}
+    assert "weight sync failed: HTTP 500" in backend.fleet.last_error[a.url]
+    b.route_status = {"/v1/load_lora_adapter": 400}
+    with pytest.raises(ServerError) as info:
+        backend.sync_weights(peft)
+    assert str(info.value).startswith(
+        f"vLLM server {b.url}: refused the LoRA adapter (/v1/load_lora_adapter): HTTP 400"
+    )

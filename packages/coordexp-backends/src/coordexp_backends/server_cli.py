@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 
+from coordexp_backends import vllm_lora
 from coordexp_backends.vllm_adapter import LOGITS_PROCESSOR, TRANSFER_BACKENDS
 
 
@@ -55,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="serve vLLM's native weight-transfer API with this transport "
         "(rollout_matching.vllm.sync.transport); default: none (checkpoint reloads only)",
+    )
+    p.add_argument(
+        "--lora-max-rank",
+        type=int,
+        default=None,
+        help="serve LoRA adapters of rank <= this, loaded at runtime (adapter sync of "
+        "rollout_matching.vllm.sync.mode adapter/auto); default: no LoRA",
     )
     p.add_argument("--print-command", action="store_true", help="print the command, do not run it")
     p.add_argument("vllm_args", nargs=argparse.REMAINDER, help="-- then extra vLLM arguments")
@@ -86,6 +94,8 @@ def server_command(args: argparse.Namespace) -> list[str]:
     if args.weight_transfer is not None:
         config = {"backend": TRANSFER_BACKENDS[args.weight_transfer]}
         cmd += ["--weight-transfer-config", json.dumps(config)]
+    if args.lora_max_rank is not None:
+        cmd += vllm_lora.server_args(args.lora_max_rank)
     extra = list(args.vllm_args)
     if extra[:1] == ["--"]:
         extra = extra[1:]
@@ -96,11 +106,14 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
     """This process's environment plus what the server needs for parsed ``args``.
 
     Always ``VLLM_SERVER_DEV_MODE=1``; with ``--weight-transfer ipc`` also
-    ``VLLM_ALLOW_INSECURE_SERIALIZATION=1`` (vLLM sends CUDA IPC handles pickled over HTTP).
+    ``VLLM_ALLOW_INSECURE_SERIALIZATION=1`` (vLLM sends CUDA IPC handles pickled over HTTP);
+    with ``--lora-max-rank`` also vLLM's runtime adapter loading (`vllm_lora.RUNTIME_LORA_ENV`).
     """
     env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1"}
     if args.weight_transfer == "ipc":
         env["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
+    if args.lora_max_rank is not None:
+        env[vllm_lora.RUNTIME_LORA_ENV] = "1"
     return env
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from coordexp_backends import vllm_adapter as adapter
+from coordexp_backends import vllm_lora
 from coordexp_backends.errors import RolloutError, ServerError
 from coordexp_backends.fleet import Fleet
 from coordexp_backends.prompts import image_size_kwargs, text_prompt_ids, tokenizer_of
@@ -27,8 +28,9 @@ from coordexp_backends.rollout import (
     microbatches,
     request_seed,
 )
+from coordexp_backends.vllm_server_adapters import ServerAdapters, fleet_lora, server_lora
 from coordexp_backends.vllm_sync import NativeTransfer, Transport, check_platform, http_cause
-from coordexp_backends.weights import SyncPlan
+from coordexp_backends.weights import EngineLoRA, SyncPlan, is_adapter_model
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +175,7 @@ class VLLMServerBackend:
         self._models: dict[str, str] = {}
         self._ready = False
         self.transport = transport
+        self.adapters: ServerAdapters | None = None
         self.native: NativeTransfer | None = None
         if transport != "checkpoint":
             ports = dict(zip(self.fleet.servers, group_ports, strict=True))
@@ -293,8 +296,9 @@ class VLLMServerBackend:
         return None
 
     def _body(self, url: str, call: _Call, params: DecodeParams) -> tuple[str, dict[str, Any]]:
-        """The route and body of ``call`` on the server ``url``."""
-        model = self._models[url]
+        """The route and body of ``call`` on the server ``url`` (through the synced adapter)."""
+        served = None if self.adapters is None else self.adapters.served
+        model = served or self._models[url]
         seed = request_seed(params.seed, call.start) if len(call.requests) == 1 else None
         first = call.requests[0]
         if first.images:
@@ -369,11 +373,16 @@ class VLLMServerBackend:
         the sync is marked dead (with a native transport its transfer group is dropped and
         reopened on its next sync).
 
+        A PEFT (LoRA) model's adapter is synced instead (see `_sync_adapter`).
+
         Raises:
             RolloutError: no ``weights_dir`` was given (checkpoint transport), the
                 transport cannot run on this machine (nccl/ipc without CUDA), or no server
                 holds the new weights (the message lists each server's cause).
         """
+        if is_adapter_model(model):
+            self._sync_adapter(model)
+            return
         self.sync.check(model)
         check_platform(self.transport)
         if self.native is None:
@@ -387,12 +396,8 @@ class VLLMServerBackend:
         if not self._ready:
             self.check_health()
         for url in self.fleet.servers:
-            if self.fleet.state(url) == "dead":
-                try:
-                    self._probe(url)
-                except (httpx.HTTPError, KeyError, IndexError, ValueError):
-                    continue
-                self.fleet.mark_alive(url)
+            if not self._revived(url):
+                continue
             try:
                 self._push(url, model)
                 self.fleet.mark_synced(url)
@@ -404,6 +409,73 @@ class VLLMServerBackend:
                 self._sync_failed(url, f"{self.transport} transfer: {type(exc).__name__}: {exc}")
         if not self.fleet.healthy():
             raise RolloutError(f"no vLLM server holds the new weights: {self.fleet.describe()}")
+        if self.adapters is not None:
+            self.adapters.served = None  # the plain model's weights answer again
+
+    def _revived(self, url: str) -> bool:
+        """Whether the server takes a sync: live, or dead but answering again (then stale)."""
+        if self.fleet.state(url) != "dead":
+            return True
+        try:
+            self._probe(url)
+        except (httpx.HTTPError, KeyError, IndexError, ValueError):
+            return False
+        self.fleet.mark_alive(url)
+        return True
+
+    def _sync_adapter(self, model: Any) -> None:
+        """Sync a PEFT model's LoRA adapter to every live server (`vllm_server_adapters`).
+
+        Raises:
+            RolloutError: no ``weights_dir``; the servers cannot serve the adapter and
+                ``sync.fallback_to_full`` is false, or it is true (merged full weights of a
+                PEFT model are not sent to servers); a server refused the adapter; or no
+                server holds it.
+        """
+        if self.weights_dir is None:
+            raise RolloutError(
+                "vLLM server adapter sync needs weights_dir: a folder every server can read "
+                "(pass weights_dir= to create_backend)"
+            )
+        if not self._ready:
+            self.check_health()
+        decision = self.sync.decide(model, self._fleet_lora())
+        if decision.path == "full":
+            raise RolloutError(
+                f"rollout_matching.vllm.sync.mode={self.sync.mode}: {decision.reason}; vLLM "
+                "servers receive LoRA adapters or plain models, not merged weights of a PEFT "
+                "model: start every server with `coordexp-rollout-server --lora-max-rank R` "
+                "(R >= the adapter's rank) and use sync.mode adapter or auto, or merge the "
+                "adapter into the model"
+            )
+        if self.adapters is None:
+            self.adapters = ServerAdapters(self._http, self.timeout_s, self.weights_dir / "lora")
+        version, folder = self.adapters.publish(model)
+        for url in self.fleet.servers:
+            if not self._revived(url):
+                continue
+            try:
+                self.adapters.load(url, version, folder)
+                self.fleet.mark_synced(url)
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code < 500:
+                    raise self.adapters.refused(url, exc) from exc
+                self._sync_failed(url, http_cause(exc, self.timeout_s, TIMEOUT_KEY))
+            except httpx.HTTPError as exc:
+                self._sync_failed(url, http_cause(exc, self.timeout_s, TIMEOUT_KEY))
+        if not self.fleet.healthy():
+            raise RolloutError(f"no vLLM server holds the new adapter: {self.fleet.describe()}")
+        self.adapters.served = vllm_lora.adapter_name(version)
+
+    def _fleet_lora(self) -> EngineLoRA:
+        """What LoRA every live server serves; a server that does not answer is marked dead."""
+        served = []
+        for url in self.fleet.healthy():
+            try:
+                served.append(server_lora(self._http, url, self.timeout_s))
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                self.fleet.mark_dead(url, http_cause(exc, self.timeout_s, TIMEOUT_KEY))
+        return fleet_lora(served)
 
     def _push(self, url: str, model: Any) -> None:
         """Pause one server, send it the weights, reset its caches and resume it.
@@ -447,6 +519,8 @@ class VLLMServerBackend:
         self._pool.shutdown()
         if self.native is not None:
             self.native.close()
+        if self.adapters is not None:
+            self.adapters.close()
         self._http.close()
 
     def _get(self, url: str, route: str) -> httpx.Response:
