@@ -96,6 +96,9 @@ class VLLMServerBackend:
       parameter), ``/finish_weight_update``. The server must run that transport
       (``coordexp-rollout-server --weight-transfer ...``); nccl and ipc need GPUs.
 
+    A PEFT (LoRA) model's adapter goes as a new runtime-loaded vLLM LoRA version instead,
+    through ``weights_dir`` whatever the transport (see `vllm_server_adapters`).
+
     Servers must run with ``VLLM_SERVER_DEV_MODE=1`` (``coordexp-rollout-server`` does it).
 
     Args:
