@@ -154,7 +154,7 @@ def test_a_hung_server_fails_its_sync_naming_the_bound_and_rejoins_with_a_new_gr
     gloo_servers: list[LocalServer], model: Any, tokenizer: Any, tiny: ModuleType
 ) -> None:
     b = gloo_servers[1]
-    impatient = client([b.url], tokenizer, "gloo", timeout_s=3)
+    impatient = client([b.url], tokenizer, "gloo", timeout_s=6)
     impatient.sync_weights(model)  # opens this client's transfer group with the server
     perturb(model, seed=5)
     os.killpg(b.proc.pid, signal.SIGSTOP)
@@ -165,7 +165,7 @@ def test_a_hung_server_fails_its_sync_naming_the_bound_and_rejoins_with_a_new_gr
         os.killpg(b.proc.pid, signal.SIGCONT)
     assert str(info.value) == (
         f"no vLLM server holds the new weights: {b.url}=dead (weight sync failed: timed out "
-        "after 3 s (rollout_matching.vllm.server.timeout_s): ReadTimeout)"
+        "after 6 s (rollout_matching.vllm.server.timeout_s): ReadTimeout)"
     )
     impatient.sync_weights(model)  # answers again: a new group, the weights, then work
     assert impatient.fleet.states == {b.url: "healthy"}
