@@ -243,6 +243,19 @@ def test_all_servers_down_fails_naming_servers_request_ids_and_causes(
     assert info.value.request_ids == ["r0", "r1", "r2"]
 
 
+def test_all_servers_down_names_every_unanswered_request_whatever_the_timing(
+    servers: list[DoubleServer], tokenizer: Any, tiny: Any
+) -> None:
+    a, b, _ = servers
+    a.mode, b.mode = "fail500", "drop"
+    for _ in range(5):
+        backend = client([a.url, b.url], tokenizer, batch=2)
+        with pytest.raises(ServerError) as info:
+            backend.generate(tiny.requests(5), PARAMS)
+        assert info.value.request_ids == ["r0", "r1", "r2", "r3", "r4"]
+        assert "request ids: r0, r1, r2, r3, r4" in str(info.value)
+
+
 def test_retries_are_bounded(servers: list[DoubleServer], tokenizer: Any, tiny: Any) -> None:
     for s in servers:
         s.mode = "fail500"

@@ -259,6 +259,7 @@ def test_all_servers_down_fails_naming_them_and_the_request_ids(
     with pytest.raises(ServerError) as info:
         fleet.generate(tiny.requests(3), GREEDY)
     msg = str(info.value)
-    assert "request ids: r0, r1" in msg
+    assert info.value.request_ids == ["r0", "r1", "r2"]
+    assert "request ids: r0, r1, r2" in msg
     for s in servers:
         assert s.url in msg

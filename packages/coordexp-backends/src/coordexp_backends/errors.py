@@ -12,7 +12,8 @@ class ServerError(RolloutError):
 
     Attributes:
         server: the server's base URL.
-        request_ids: ids of the requests that were in flight on it (may be empty).
+        request_ids: ids of the requests left without a rollout (from `generate`: every
+            request of the call not answered, in request order; may be empty).
     """
 
     def __init__(self, server: str, request_ids: list[str], cause: str) -> None:

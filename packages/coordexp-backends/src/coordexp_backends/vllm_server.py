@@ -246,7 +246,7 @@ class VLLMServerBackend:
                 except RolloutError as exc:
                     failure = failure or exc
         if failure is not None:
-            raise failure
+            raise _unanswered(failure, requests, done)
         return [rollout for start in sorted(done) for rollout in done[start]]
 
     def _calls(self, requests: Sequence[RolloutRequest], params: DecodeParams) -> list[_Call]:
@@ -535,3 +535,18 @@ class VLLMServerBackend:
         response = self._http.post(url + route, timeout=self.timeout_s, **kwargs)
         response.raise_for_status()
         return response
+
+
+def _unanswered(
+    failure: RolloutError, requests: Sequence[RolloutRequest], done: dict[int, list[Rollout]]
+) -> RolloutError:
+    """``failure`` naming every request of the call left without a rollout, in order.
+
+    Which chunk runs out of servers first depends on thread timing; the requests it
+    leaves unanswered do not (when every server is down, all of them).
+    """
+    if not isinstance(failure, ServerError):
+        return failure
+    answered = {start + k for start, rollouts in done.items() for k in range(len(rollouts))}
+    ids = [r.request_id for i, r in enumerate(requests) if i not in answered]
+    return ServerError(failure.server, ids, failure.cause)
