@@ -71,13 +71,15 @@ def create_backend(
     Args:
         rollout_cfg: the normalised ``rollout_matching`` section.
         processor: tokenizer or multimodal processor of the model (every backend).
-        model: the training model (``hf``; ``vllm`` server reads its eos ids from it).
+        model: the training model (``hf``; ``vllm`` colocate runs its engine in the
+            model's dtype; ``vllm`` server reads its eos ids from it).
         model_path: checkpoint folder the engine starts from (``vllm`` colocate; server:
             where eos ids are read when ``model`` is not given).
         engine_kwargs: extra ``vllm.LLM`` arguments for colocate (dtype, executor, seed),
-            applied over the ones derived from ``rollout_matching.vllm``.
+            applied over the ones derived from ``rollout_matching.vllm`` and ``model``.
         weights_dir: folder the servers read synced weights from (``vllm`` server with
-            ``vllm.sync.transport: checkpoint``).
+            ``vllm.sync.transport: checkpoint``); colocate keeps synced LoRA adapters
+            under ``<weights_dir>/lora`` (a temporary folder without it).
         max_retries: other servers a failed chunk may be retried on (``vllm`` server).
 
     Raises:
@@ -113,8 +115,14 @@ def create_backend(
             "max_num_batched_tokens": v.max_num_batched_tokens,
         }
         kwargs.update({k: val for k, val in optional.items() if val is not None})
+        if model is not None:
+            # vLLM's "auto" would run a float32 checkpoint in bfloat16 or float16.
+            kwargs["dtype"] = str(model.dtype).removeprefix("torch.")
         kwargs.update(engine_kwargs or {})
-        return VLLMColocateBackend(str(model_path), processor, size, kwargs, v.sleep_level, sync)
+        adapter_dir = None if weights_dir is None else Path(weights_dir) / "lora"
+        return VLLMColocateBackend(
+            str(model_path), processor, size, kwargs, v.sleep_level, sync, adapter_dir=adapter_dir
+        )
     from coordexp_backends.vllm_server import VLLMServerBackend
 
     if model is not None:
