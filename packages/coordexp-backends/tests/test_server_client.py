@@ -23,23 +23,25 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from coordexp_backends import DecodeParams, RolloutError, ServerError
 from coordexp_backends.fleet import Fleet
 from coordexp_backends.rollout import request_seed
 from coordexp_backends.vllm_server import VLLMServerBackend
 from coordexp_backends.vllm_sync import ServerSyncClient, Transport, route_address
-from coordexp_backends.weights import SyncPlan
+from coordexp_backends.weights import SyncPlan, base_weights, named_weights
 
 PARAMS = DecodeParams(max_new_tokens=8)
 EOS = 2
 
 
-def with_lora(model: Any) -> Any:
-    """``model`` with a rank-4 LoRA on the attention projections."""
+def with_lora(model: Any, **config: Any) -> Any:
+    """``model`` with a rank-4 LoRA on the attention projections (``config``: more settings)."""
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(0)
+    return get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], **config))
 
 
 @runtime_checkable
@@ -577,13 +579,21 @@ def test_the_checkpoint_transport_needs_no_group_ports(
 
 
 # ---------------------------------------------------------------- LoRA adapter sync
-def test_adapter_syncs_load_each_version_on_every_server_and_requests_name_it(
-    servers: list[DoubleServer], tokenizer: Any, model: Any, tiny: Any, tmp_path: Path
-) -> None:
+def lora_fleet(
+    servers: list[DoubleServer], tokenizer: Any, weights_dir: Path
+) -> tuple[DoubleServer, DoubleServer, VLLMServerBackend]:
+    """Two servers serving LoRA up to rank 8 and a client syncing under ``sync.mode=auto``."""
     a, b, _ = servers
     for s in (a, b):
         s.lora_config = {"max_lora_rank": 8}
-    backend = client([a.url, b.url], tokenizer, weights_dir=tmp_path, sync=SyncPlan("auto"))
+    backend = client([a.url, b.url], tokenizer, weights_dir=weights_dir, sync=SyncPlan("auto"))
+    return a, b, backend
+
+
+def test_adapter_syncs_load_each_version_on_every_server_and_requests_name_it(
+    servers: list[DoubleServer], tokenizer: Any, model: Any, tiny: Any, tmp_path: Path
+) -> None:
+    a, b, backend = lora_fleet(servers, tokenizer, tmp_path)
     plain = tiny.build_model(tokenizer)
     peft = with_lora(model)  # (wraps ``model`` in place)
     backend.sync_weights(peft)
@@ -621,21 +631,25 @@ def test_an_adapter_the_servers_cannot_serve_is_refused_with_guidance(
 ) -> None:
     a = servers[0]
     a.lora_config = lora_config
-    backend = client([a.url], tokenizer, weights_dir=tmp_path, sync=SyncPlan("auto"))
+    plan = SyncPlan("auto", fallback_to_full=False)
+    backend = client([a.url], tokenizer, weights_dir=tmp_path, sync=plan)
     with pytest.raises(RolloutError) as info:
         backend.sync_weights(with_lora(model))
     msg = str(info.value)
-    assert msg.startswith("rollout_matching.vllm.sync.mode=auto: sync.mode=auto fell back")
+    assert msg.startswith("rollout_matching.vllm.sync.mode=auto: the LoRA adapter cannot be synced")
     assert reason in msg
-    assert "start every server with `coordexp-rollout-server --lora-max-rank R`" in msg
+    assert "set rollout_matching.vllm.sync.fallback_to_full: true" in msg
+    assert "started with `coordexp-rollout-server --lora-max-rank R`" in msg
     assert a.calls == []  # nothing was loaded
+    assert list(tmp_path.iterdir()) == []  # nor written
 
 
 def test_adapter_sync_needs_a_weights_dir(
     servers: list[DoubleServer], tokenizer: Any, model: Any
 ) -> None:
-    with pytest.raises(RolloutError, match="adapter sync needs weights_dir"):
-        client([servers[0].url], tokenizer).sync_weights(with_lora(model))
+    servers[0].lora_config = {"max_lora_rank": 8}
+    with pytest.raises(RolloutError, match="vLLM server adapter sync needs weights_dir"):
+        client([servers[0].url], tokenizer, sync=SyncPlan("auto")).sync_weights(with_lora(model))
 
 
 def test_a_failed_adapter_load_marks_the_server_dead_and_a_refusal_fails_the_sync(
@@ -656,3 +670,88 @@ def test_a_failed_adapter_load_marks_the_server_dead_and_a_refusal_fails_the_syn
     assert str(info.value).startswith(
         f"vLLM server {b.url}: refused the LoRA adapter (/v1/load_lora_adapter): HTTP 400"
     )
+
+
+# ---------------------------------------------------------------- merged weights of a PEFT model
+RELOAD = ["/pause?mode=wait", "/collective_rpc"]
+RELOAD += ["/reset_prefix_cache", "/reset_mm_cache", "/reset_encoder_cache", "/resume"]
+
+
+def paths(server: DoubleServer) -> list[str]:
+    """The routes the server was called on since the last look (then forgotten)."""
+    seen = [path for path, _ in server.calls]
+    server.calls.clear()
+    return seen
+
+
+def assert_checkpoint(folder: Path, weights: dict[str, torch.Tensor]) -> None:
+    written = load_file(folder / "model.safetensors")
+    assert written.keys() == weights.keys()
+    assert all(torch.equal(written[k], weights[k]) for k in weights)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"trainable_token_indices": {"embed_tokens": [3, 5]}}, {"modules_to_save": ["lm_head"]}],
+    ids=["trainable-tokens", "modules-to-save"],
+)
+def test_an_unservable_adapter_falls_back_to_merged_weights_through_the_checkpoint(
+    servers: list[DoubleServer],
+    tokenizer: Any,
+    model: Any,
+    tiny: Any,
+    tmp_path: Path,
+    extra: dict[str, Any],
+) -> None:
+    a, b, backend = lora_fleet(servers, tokenizer, tmp_path)
+    peft = with_lora(model, **extra)
+    backend.sync_weights(peft)
+    for s in (a, b):
+        assert paths(s) == RELOAD
+    assert_checkpoint(tmp_path, dict(named_weights(peft)))
+    assert not (tmp_path / "lora").exists()  # no adapter was saved
+    backend.generate(tiny.requests(4), PARAMS)
+    assert {body["model"] for s in (a, b) for _, body in s.calls} == {"tiny"}
+
+
+def test_full_and_adapter_syncs_alternate_restoring_base_weights_and_model_names(
+    servers: list[DoubleServer], tokenizer: Any, model: Any, tiny: Any, tmp_path: Path
+) -> None:
+    a, b, backend = lora_fleet(servers, tokenizer, tmp_path)
+    peft = with_lora(model, init_lora_weights=False)  # the merged weights differ from the base
+    base = dict(base_weights(peft))
+    unload_1 = ("/v1/unload_lora_adapter", {"lora_name": "coordexp-lora-1"})
+
+    def model_names() -> set[str]:
+        backend.generate(tiny.requests(4), PARAMS)
+        names = {body["model"] for s in (a, b) for p, body in s.calls if p == "/v1/completions"}
+        for s in (a, b):
+            s.calls.clear()
+        return names
+
+    backend.sync_weights(peft)  # adapter: the servers hold the base checkpoint
+    for s in (a, b):
+        assert paths(s) == ["/v1/load_lora_adapter"]
+    assert model_names() == {"coordexp-lora-1"}
+
+    backend.sync = SyncPlan("full")  # adapter -> full: merged weights, adapter unloaded
+    backend.sync_weights(peft)
+    for s in (a, b):
+        assert [(p, body) for p, body in s.calls if "lora" in p] == [unload_1]
+        assert [p for p, _ in s.calls if "lora" not in p] == RELOAD
+        s.calls.clear()
+    merged = dict(named_weights(peft))
+    assert any(not torch.equal(merged[k], base[k]) for k in base)
+    assert_checkpoint(tmp_path, merged)
+    assert model_names() == {"tiny"}
+
+    backend.sync = SyncPlan("auto")  # full -> adapter: base weights back first, then the adapter
+    backend.sync_weights(peft)
+    for s in (a, b):
+        assert paths(s) == [*RELOAD, "/v1/load_lora_adapter"]  # version 1 is gone already
+    assert_checkpoint(tmp_path, base)
+    assert model_names() == {"coordexp-lora-2"}
+
+    backend.sync_weights(peft)  # adapter -> adapter: no base weights resent
+    for s in (a, b):
+        assert paths(s) == ["/v1/load_lora_adapter", "/v1/unload_lora_adapter"]

@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 
 from coordexp_backends import vllm_adapter as adapter
-from coordexp_backends import vllm_lora
 from coordexp_backends.errors import RolloutError, ServerError
 from coordexp_backends.fleet import Fleet
 from coordexp_backends.prompts import image_size_kwargs, text_prompt_ids, tokenizer_of
@@ -29,8 +28,24 @@ from coordexp_backends.rollout import (
     request_seed,
 )
 from coordexp_backends.vllm_server_adapters import ServerAdapters, fleet_lora, server_lora
-from coordexp_backends.vllm_sync import NativeTransfer, Transport, check_platform, http_cause
-from coordexp_backends.weights import EngineLoRA, SyncPlan, is_adapter_model
+from coordexp_backends.vllm_sync import (
+    NativeTransfer,
+    Pairs,
+    Transport,
+    check_platform,
+    http_cause,
+    tensor_source,
+    write_checkpoint,
+)
+from coordexp_backends.weights import (
+    EngineLoRA,
+    SyncDecision,
+    SyncLog,
+    SyncPlan,
+    base_weights,
+    is_adapter_model,
+    named_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +111,11 @@ class VLLMServerBackend:
       parameter), ``/finish_weight_update``. The server must run that transport
       (``coordexp-rollout-server --weight-transfer ...``); nccl and ipc need GPUs.
 
-    A PEFT (LoRA) model's adapter goes as a new runtime-loaded vLLM LoRA version instead,
-    through ``weights_dir`` whatever the transport (see `vllm_server_adapters`).
+    A PEFT (LoRA) model takes the path ``sync`` decides, as in the colocate backend: its
+    merged weights (`named_weights`) through the transport, or its adapter as a new
+    runtime-loaded vLLM LoRA version through ``weights_dir`` whatever the transport (see
+    `vllm_server_adapters`). After a full sync requests name each server's model again;
+    before an adapter sync that follows a full one, the base weights go back first.
 
     Servers must run with ``VLLM_SERVER_DEV_MODE=1`` (``coordexp-rollout-server`` does it).
 
@@ -113,8 +131,8 @@ class VLLMServerBackend:
             long as generation takes; a server that hangs without closing the
             connection then blocks the call, so production runs should set one.
         max_retries: how many other servers a failed request may be retried on.
-        weights_dir: where `sync_weights` saves the model for the servers to load
-            (``checkpoint`` transport).
+        weights_dir: a folder every server reads: full weights for the ``checkpoint``
+            transport, and adapters (under ``lora/``) whatever the transport.
         sync: the sync-mode plan.
         max_in_flight: inference requests in flight per server (>= 1).
         transport: how weights travel (see above).
@@ -179,6 +197,8 @@ class VLLMServerBackend:
         self._ready = False
         self.transport = transport
         self.adapters: ServerAdapters | None = None
+        self._holds_base = True  # servers hold the (PEFT base) checkpoint's weights
+        self._log = SyncLog(self.name)
         self.native: NativeTransfer | None = None
         if transport != "checkpoint":
             ports = dict(zip(self.fleet.servers, group_ports, strict=True))
@@ -300,7 +320,7 @@ class VLLMServerBackend:
 
     def _body(self, url: str, call: _Call, params: DecodeParams) -> tuple[str, dict[str, Any]]:
         """The route and body of ``call`` on the server ``url`` (through the synced adapter)."""
-        served = None if self.adapters is None else self.adapters.served
+        served = None if self.adapters is None else self.adapters.served_name
         model = served or self._models[url]
         seed = request_seed(params.seed, call.start) if len(call.requests) == 1 else None
         first = call.requests[0]
@@ -372,37 +392,67 @@ class VLLMServerBackend:
     def sync_weights(self, model: Any) -> None:
         """Push ``model``'s weights to every live server (see the class docstring).
 
-        Dead servers that answer again receive the weights and rejoin; a server that fails
-        the sync is marked dead (with a native transport its transfer group is dropped and
-        reopened on its next sync).
-
-        A PEFT (LoRA) model's adapter is synced instead (see `_sync_adapter`).
+        The path follows ``sync`` (`SyncPlan.decide`, logged when it changes): full
+        weights (a plain model, or a PEFT model's merged through `named_weights`), or a
+        PEFT model's adapter (see `_sync_adapter`). Dead servers that answer again receive
+        the weights and rejoin; a server that fails the sync is marked dead (with a native
+        transport its transfer group is dropped and reopened on its next sync).
 
         Raises:
-            RolloutError: no ``weights_dir`` was given (checkpoint transport), the
-                transport cannot run on this machine (nccl/ipc without CUDA), or no server
-                holds the new weights (the message lists each server's cause).
+            RolloutError: the adapter cannot be served and ``sync.fallback_to_full`` is
+                false (names ``rollout_matching.vllm.sync.mode`` and how to start servers
+                with LoRA); no ``weights_dir`` where one is needed; the transport cannot
+                run here (nccl/ipc without CUDA); no server holds the new weights (lists
+                each server's cause).
+            ServerError: a server refused the adapter (HTTP 4xx, names it and vLLM's reason).
         """
-        if is_adapter_model(model):
+        decision = self._decide(model)
+        if decision.path == "adapter":
             self._sync_adapter(model)
-            return
-        self.sync.check(model)
+        elif is_adapter_model(model):
+            self._sync_full(model, lambda: named_weights(model))
+            self._holds_base = False
+        else:
+            self._sync_full(model, None)
+        self._log.record(decision)
+
+    def _decide(self, model: Any) -> SyncDecision:
+        """The sync path of ``model``; a PEFT model's is decided on what the fleet serves."""
+        if not is_adapter_model(model):  # full, or the refusal of mode adapter
+            return self.sync.decide(model, EngineLoRA(enabled=False, max_rank=0))
+        if not self._ready:
+            self.check_health()
+        try:
+            return self.sync.decide(model, self._fleet_lora())
+        except RolloutError as exc:
+            raise RolloutError(
+                f"{exc}; vLLM servers serve adapters when every one is started with "
+                "`coordexp-rollout-server --lora-max-rank R` (R >= the adapter's rank)"
+            ) from exc
+
+    def _sync_full(self, model: Any, weights: Pairs | None) -> None:
+        """Send full weights to every live server, then stop serving any adapter.
+
+        ``weights`` gives them as checkpoint pairs; None sends ``model`` itself
+        (``save_pretrained``, or its parameters on a native transport).
+        """
         check_platform(self.transport)
         if self.native is None:
-            if self.weights_dir is None:
-                raise RolloutError(
-                    "vLLM server weight sync (rollout_matching.vllm.sync.transport="
-                    "checkpoint) needs weights_dir: a folder every server can read (pass "
-                    "weights_dir= to create_backend), or choose a native transport"
-                )
-            model.save_pretrained(self.weights_dir)
+            folder = self._folder(
+                "weight sync (rollout_matching.vllm.sync.transport=checkpoint)",
+                ", or choose a native transport",
+            )
+            if weights is None:
+                model.save_pretrained(folder)
+            else:
+                write_checkpoint(weights(), folder)
         if not self._ready:
             self.check_health()
         for url in self.fleet.servers:
             if not self._revived(url):
                 continue
             try:
-                self._push(url, model)
+                self._push(url, model, weights)
                 self.fleet.mark_synced(url)
             except ServerError as exc:
                 self._sync_failed(url, exc.cause)
@@ -412,8 +462,18 @@ class VLLMServerBackend:
                 self._sync_failed(url, f"{self.transport} transfer: {type(exc).__name__}: {exc}")
         if not self.fleet.healthy():
             raise RolloutError(f"no vLLM server holds the new weights: {self.fleet.describe()}")
-        if self.adapters is not None:
-            self.adapters.served = None  # the plain model's weights answer again
+        self._forget_adapter()
+
+    def _forget_adapter(self) -> None:
+        """Unload the served adapter version: requests name each server's model again."""
+        if self.adapters is None or self.adapters.served is None:
+            return
+        for url in self.fleet.healthy():
+            try:
+                self.adapters.unload(url, self.adapters.served)
+            except httpx.HTTPError as exc:
+                self._sync_failed(url, http_cause(exc, self.timeout_s, TIMEOUT_KEY))
+        self.adapters.served = None
 
     def _revived(self, url: str) -> bool:
         """Whether the server takes a sync: live, or dead but answering again (then stale)."""
@@ -429,34 +489,25 @@ class VLLMServerBackend:
     def _sync_adapter(self, model: Any) -> None:
         """Sync a PEFT model's LoRA adapter to every live server (`vllm_server_adapters`).
 
+        After a full sync the servers hold merged weights: the base weights
+        (`base_weights`) go first, through the transport, and the adapter goes to the
+        servers that received them.
+
         Raises:
-            RolloutError: no ``weights_dir``; the servers cannot serve the adapter and
-                ``sync.fallback_to_full`` is false, or it is true (merged full weights of a
-                PEFT model are not sent to servers); a server refused the adapter; or no
-                server holds it.
+            RolloutError: no ``weights_dir``, or no server holds the adapter.
+            ServerError: a server refused the adapter.
         """
-        if self.weights_dir is None:
-            raise RolloutError(
-                "vLLM server adapter sync needs weights_dir: a folder every server can read "
-                "(pass weights_dir= to create_backend)"
-            )
-        if not self._ready:
-            self.check_health()
-        decision = self.sync.decide(model, self._fleet_lora())
-        if decision.path == "full":
-            raise RolloutError(
-                f"rollout_matching.vllm.sync.mode={self.sync.mode}: {decision.reason}; vLLM "
-                "servers receive LoRA adapters or plain models, not merged weights of a PEFT "
-                "model: start every server with `coordexp-rollout-server --lora-max-rank R` "
-                "(R >= the adapter's rank) and use sync.mode adapter or auto, or merge the "
-                "adapter into the model"
-            )
+        root = self._folder("adapter sync", "")
         if self.adapters is None:
-            self.adapters = ServerAdapters(self._http, self.timeout_s, self.weights_dir / "lora")
+            self.adapters = ServerAdapters(self._http, self.timeout_s, root / "lora")
+        if self._holds_base:
+            targets = [url for url in self.fleet.servers if self._revived(url)]
+        else:
+            self._sync_full(model, lambda: base_weights(model))
+            self._holds_base = True
+            targets = self.fleet.healthy()
         version, folder = self.adapters.publish(model)
-        for url in self.fleet.servers:
-            if not self._revived(url):
-                continue
+        for url in targets:
             try:
                 self.adapters.load(url, version, folder)
                 self.fleet.mark_synced(url)
@@ -468,7 +519,20 @@ class VLLMServerBackend:
                 self._sync_failed(url, http_cause(exc, self.timeout_s, TIMEOUT_KEY))
         if not self.fleet.healthy():
             raise RolloutError(f"no vLLM server holds the new adapter: {self.fleet.describe()}")
-        self.adapters.served = vllm_lora.adapter_name(version)
+        self.adapters.served = version
+
+    def _folder(self, what: str, alternative: str) -> Path:
+        """``weights_dir``, which ``what`` needs.
+
+        Raises:
+            RolloutError: no ``weights_dir`` was given.
+        """
+        if self.weights_dir is None:
+            raise RolloutError(
+                f"vLLM server {what} needs weights_dir: a folder every server can read "
+                f"(pass weights_dir= to create_backend){alternative}"
+            )
+        return self.weights_dir
 
     def _fleet_lora(self) -> EngineLoRA:
         """What LoRA every live server serves; a server that does not answer is marked dead."""
@@ -480,11 +544,11 @@ class VLLMServerBackend:
                 self.fleet.mark_dead(url, http_cause(exc, self.timeout_s, TIMEOUT_KEY))
         return fleet_lora(served)
 
-    def _push(self, url: str, model: Any) -> None:
+    def _push(self, url: str, model: Any, weights: Pairs | None) -> None:
         """Pause one server, send it the weights, reset its caches and resume it.
 
         A native transport's group is opened first, so a server that cannot join it is
-        never left paused.
+        never left paused. ``weights``: as in `_sync_full`.
         """
         if self.native is not None:
             self.native.connect(url, model)
@@ -492,8 +556,10 @@ class VLLMServerBackend:
         if self.native is None:
             body = adapter.reload_rpc_body(str(self.weights_dir))
             self._post(url, adapter.ROUTES.collective_rpc, json=body)
+        elif weights is None:
+            self.native.push(url, adapter.weight_source(model))
         else:
-            self.native.push(url, model)
+            self.native.push(url, tensor_source(weights, lambda: base_weights(model)))
         for route in adapter.ROUTES.caches:
             self._post(url, route)
         self._post(url, adapter.ROUTES.resume)

@@ -4,7 +4,8 @@ Servers must serve LoRA (``coordexp-rollout-server --lora-max-rank R``: vLLM's
 ``--enable-lora`` with runtime adapter loading) and start from the PEFT model's base
 checkpoint. Each sync saves the adapter under a new version in a folder every server
 reads, loads it on every live server (``/v1/load_lora_adapter``) and unloads the previous
-version; inference requests then name the adapter as their ``model``.
+version; inference requests then name the adapter as their ``model``. A full-weight sync
+unloads the served version, so requests name the server's own model again.
 
 This module does not import vLLM (the routes and bodies come from `vllm_lora`).
 """
@@ -65,14 +66,19 @@ class ServerAdapters:
         self.http = http
         self.timeout_s = timeout_s
         self.versions = vllm_lora.AdapterVersions(root)
-        self.served: str | None = None  # the name requests use, once a version is loaded
+        self.served: int | None = None  # the version requests use, once one is loaded
+
+    @property
+    def served_name(self) -> str | None:
+        """The ``model`` name requests use: the served version's, None when none is served."""
+        return None if self.served is None else vllm_lora.adapter_name(self.served)
 
     def publish(self, model: Any) -> tuple[int, Path]:
         """Save ``model``'s adapter as the next version (see `vllm_lora.AdapterVersions`)."""
         return self.versions.publish(model)
 
     def load(self, url: str, version: int, folder: Path) -> None:
-        """Load ``version`` on the server ``url`` and unload the version before it.
+        """Load ``version`` on the server ``url`` and unload the served version, if any.
 
         Raises:
             httpx.HTTPError: the server failed or refused the adapter (HTTP 4xx: vLLM's
@@ -80,11 +86,19 @@ class ServerAdapters:
         """
         body = vllm_lora.load_adapter_body(version, str(folder))
         self._post(url, vllm_lora.LOAD_ROUTE, body)
-        if version > 1:
-            try:
-                self._post(url, vllm_lora.UNLOAD_ROUTE, vllm_lora.unload_adapter_body(version - 1))
-            except httpx.HTTPStatusError as exc:  # e.g. a restarted server never had it
-                log.info("vLLM server %s did not unload adapter %d: %s", url, version - 1, exc)
+        if self.served is not None:
+            self.unload(url, self.served)
+
+    def unload(self, url: str, version: int) -> None:
+        """Unload ``version`` from the server ``url``; a server without it is only logged.
+
+        Raises:
+            httpx.HTTPError: the server did not answer (an HTTP error status is logged).
+        """
+        try:
+            self._post(url, vllm_lora.UNLOAD_ROUTE, vllm_lora.unload_adapter_body(version))
+        except httpx.HTTPStatusError as exc:  # e.g. a restarted server never had it
+            log.info("vLLM server %s did not unload adapter %d: %s", url, version, exc)
 
     def refused(self, url: str, exc: httpx.HTTPStatusError) -> ServerError:
         """The error of a server that refused the adapter (not a server failure)."""

@@ -5,19 +5,24 @@ control-plane calls a trainer-side transfer engine drives) over our httpx client
 our timeouts and errors that name the server and the route. `NativeTransfer` keeps one
 trainer-side engine per server (one transfer group each, rendezvous on the server's
 ``group_port``), opened on the server's first sync and dropped when a sync fails.
+`tensor_source` and `write_checkpoint` carry weights given as ``(name, tensor)`` pairs (a
+PEFT model's merged or base weights) through a native transport or the checkpoint one.
 
-This module does not import vLLM; the engines come from `vllm_adapter` when first needed.
+This module imports vLLM only inside `tensor_source`; the engines come from `vllm_adapter`
+when first needed.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 import httpx
 import torch
+from safetensors.torch import save_file
 
 from coordexp_backends import vllm_adapter as adapter
 from coordexp_backends.errors import RolloutError, ServerError
@@ -26,6 +31,11 @@ Transport: TypeAlias = Literal["checkpoint", "gloo", "nccl", "ipc"]
 
 TRANSPORT_KEY = "rollout_matching.vllm.sync.transport"
 TIMEOUT_KEY = "rollout_matching.vllm.server.timeout_s"
+
+CHECKPOINT_FILE = "model.safetensors"
+
+Pairs: TypeAlias = Callable[[], Iterable[tuple[str, torch.Tensor]]]
+"""A fresh pass over checkpoint-format ``(name, tensor)`` pairs on every call."""
 
 SERVER_HINT = "start the server with `coordexp-rollout-server --weight-transfer {transport}`"
 
@@ -174,8 +184,8 @@ class NativeTransfer:
             timeout_s=self.timeout_s,
         )
 
-    def push(self, url: str, model: torch.nn.Module) -> None:
-        """Send ``model``'s parameters to the server ``url`` (one update round trip).
+    def push(self, url: str, source: Any) -> None:
+        """Send ``source`` (a vLLM ``WeightSource``) to the server ``url`` (one round trip).
 
         The caller connects first, pauses the server before, and resets its caches and
         resumes it after.
@@ -185,7 +195,7 @@ class NativeTransfer:
             Exception: what the transport raised (broadcast failures).
         """
         engine = self._engines[url]
-        engine.source = adapter.weight_source(model)
+        engine.source = source
         engine.send_weights()
 
     def drop(self, url: str) -> None:
@@ -198,3 +208,65 @@ class NativeTransfer:
         """Shut every transfer group down."""
         for url in list(self._engines):
             self.drop(url)
+
+
+def tensor_source(weights: Pairs, layout: Pairs) -> Any:
+    """A vLLM ``WeightSource`` sending the pairs of ``weights()`` (a fresh pass per send).
+
+    ``layout()`` gives pairs of the same names, dtypes and shapes in the same order,
+    read for the metadata only (e.g. a PEFT model's base weights for its merged ones:
+    merging keeps every name, dtype and shape, and reading the base computes nothing).
+    """
+    from vllm.distributed.weight_transfer.base import ParamMeta, WeightSource
+
+    class PairsSource(WeightSource):  # type: ignore[misc]
+        def metadata(self) -> list[ParamMeta]:
+            return [ParamMeta(name, t.dtype, tuple(t.shape)) for name, t in layout()]
+
+        def __iter__(self) -> Any:
+            return iter(weights())
+
+    return PairsSource()
+
+
+def write_checkpoint(weights: Iterable[tuple[str, torch.Tensor]], folder: Path) -> Path:
+    """Write ``weights`` as ``folder/model.safetensors`` for vLLM's ``reload_weights``.
+
+    vLLM reloads from a folder by reading every top-level ``*.safetensors`` file (or those
+    an index names), so earlier ones and their index are removed first. A tensor tied to
+    one written before (the same storage, shape and strides: ``lm_head`` of a model with
+    tied embeddings) is left out, as ``save_pretrained`` leaves it out and vLLM loads
+    the tied model from the first name; other tensors sharing storage are copied.
+
+    Returns:
+        The file written.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in [*folder.glob("*.safetensors"), *folder.glob("*.safetensors.index.json")]:
+        stale.unlink()
+    tensors: dict[str, torch.Tensor] = {}
+    written: dict[int, list[torch.Tensor]] = {}
+    for name, tensor in weights:
+        ptr = tensor.untyped_storage().data_ptr()
+        sharing = written.get(ptr, [])
+        if any(_same_view(tensor, other) for other in sharing):
+            continue
+        kept = (
+            tensor.contiguous()
+            if not sharing
+            else tensor.clone(memory_format=torch.contiguous_format)
+        )
+        written.setdefault(kept.untyped_storage().data_ptr(), []).append(kept)
+        tensors[name] = kept
+    path = folder / CHECKPOINT_FILE
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    return path
+
+
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return (
+        a.storage_offset() == b.storage_offset()
+        and a.shape == b.shape
+        and a.stride() == b.stride()
+        and a.dtype == b.dtype
+    )

@@ -104,29 +104,6 @@ class SyncPlan:
             "(merged full weights are sent instead) or sync.mode: full"
         )
 
-    def check(self, model: Any) -> None:
-        """Raise unless ``model`` can be sent as a plain checkpoint (``save_pretrained``).
-
-        For backends that sync by saving the model for the engine to reload: a PEFT
-        model saves its adapter alone there.
-
-        Raises:
-            RolloutError: ``model`` is a PEFT model, or ``mode`` is ``adapter`` without
-                ``fallback_to_full``.
-        """
-        if is_adapter_model(model):
-            raise RolloutError(
-                f"rollout_matching.vllm.sync.mode={self.mode}: the model is a PEFT (LoRA) "
-                "model and this backend syncs plain checkpoints only; use vllm.mode: "
-                "colocate (adapter or merged sync) or rollout_backend: hf"
-            )
-        if self.mode == "adapter" and not self.fallback_to_full:
-            raise RolloutError(
-                "rollout_matching.vllm.sync.mode=adapter needs a PEFT (LoRA) model, got a "
-                "plain model and fallback_to_full is false: set sync.mode to full or auto, "
-                "or fallback_to_full: true"
-            )
-
 
 class SyncLog:
     """Logs a sync's path and reason when the path differs from the previous sync's.
